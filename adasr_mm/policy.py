@@ -1,0 +1,288 @@
+"""The streaming policy: any HF causal LM driven chunk by chunk over one growing KV cache.
+
+Why a hand-written decode loop instead of ``model.generate``: the environment interleaves its own tokens (chunks,
+forced closures) with the policy's, every position must be processed exactly once (``prefill_tokens`` is counted
+from the real model calls and equals the input token count), stop sets and masks change per phase, and training
+needs per-token log-probs, ``env_mask`` and phase labels of the very same sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import ModelLoadError
+from .models import resolve_policy_path
+from .protocol import Protocol, ProtocolConfig, ProtocolTokenIds, add_protocol_tokens
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class PolicyConfig:
+    """Which model to run and how to decode."""
+
+    policy: str | None = field(
+        default=None,
+        metadata={"help": "HF hub id or local model dir; empty = the embedded SmolLM2-135M-Instruct"},
+    )
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CPU/GPU), float32, bfloat16 or float16"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps"})
+    max_thought_tokens: int = field(default=32, metadata={"help": "cap on one streaming thought (tokens)"})
+    max_deep_tokens: int = field(default=256, metadata={"help": "cap on deep reasoning after the stream (tokens)"})
+    max_answer_tokens: int = field(default=48, metadata={"help": "cap on the final answer (tokens)"})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy; > 0 samples"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (with temperature > 0)"})
+    seed: int = field(default=0, metadata={"help": "seed for sampling (each session derives its own)"})
+    max_context_tokens: int = field(
+        default=0, metadata={"help": "KV cache budget; 0 = the model's context length. Older chunks are evicted"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name in ("max_thought_tokens", "max_deep_tokens", "max_answer_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_context_tokens < 0:
+            raise ValueError(f"max_context_tokens must be >= 0, got {self.max_context_tokens}")
+
+
+@dataclass
+class Generation:
+    """One decoded response: its tokens and why it stopped (``stop`` token, ``cap`` or ``eos``)."""
+
+    ids: list[int]
+    stop_reason: str
+    stop_id: int | None = None
+
+
+@dataclass
+class PolicyState:
+    """Everything one session owns: KV cache, the full token trace with masks, and counters."""
+
+    cache: Any = None
+    prompt_len: int = 0
+    ids: list[int] = field(default_factory=list)
+    env_mask: list[int] = field(default_factory=list)
+    phase: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    pending: int = 0  # trailing positions of ``ids`` not yet in the cache
+    next_logits: torch.Tensor | None = None
+    cache_len: int = 0
+    input_tokens: int = 0  # environment tokens written into the sequence
+    prefill_tokens: int = 0  # environment tokens processed by model calls
+    decode_tokens: int = 0  # policy tokens processed by model calls
+    forward_calls: int = 0
+    evicted_tokens: int = 0
+    reprefill_tokens: int = 0
+    segments: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each chunk+response
+    generator: torch.Generator | None = None
+
+    def generated(self, phase: str) -> int:
+        return sum(1 for m, p in zip(self.env_mask, self.phase, strict=True) if m and p == phase)
+
+
+class StreamingPolicy:
+    """Wraps a causal LM + tokenizer + :class:`Protocol`; all per-stream state lives in :class:`PolicyState`."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: PolicyConfig | None = None,
+                 protocol: ProtocolConfig | None = None, name: str = ""):
+        self.config = config or PolicyConfig()
+        self.model = model
+        self.tokenizer = tokenizer
+        add_protocol_tokens(tokenizer, model)
+        self.protocol = Protocol(tokenizer, protocol)
+        self.ids: ProtocolTokenIds = self.protocol.ids
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.device = next(model.parameters()).device
+        ctx = getattr(model.config, "max_position_embeddings", None) or 4096
+        self.max_context = min(self.config.max_context_tokens or ctx, ctx)
+        vocab = model.get_output_embeddings().weight.shape[0]
+        p = self.ids
+        env_only = torch.zeros(vocab, dtype=torch.bool)
+        env_only[list(p.env_only)] = True
+        # Per-phase masks of tokens the policy may not emit (the protocol is enforced, not hoped for).
+        self._masks = {
+            "stream": env_only.clone(),
+            "deep": env_only.clone(),
+            "answer": env_only.clone(),
+        }
+        self._masks["stream"][[p.think_close, *p.eos]] = True
+        self._masks["deep"][[p.eot, p.skip]] = True
+        self._masks["answer"][[p.eot, p.skip, p.think_close]] = True
+        self._masks = {k: v.to(self.device) for k, v in self._masks.items()}
+        self._sessions = 0
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, config: PolicyConfig | None = None, protocol: ProtocolConfig | None = None
+                        ) -> StreamingPolicy:
+        config = config or PolicyConfig()
+        path = resolve_policy_path(config.policy)
+        device = config.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = DTYPES[config.dtype]
+        if dtype is None:
+            dtype = torch.bfloat16 if device == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        except (OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(
+                f"cannot load policy {config.policy!r}: {first} (offline? pass a local model dir with --policy)"
+            ) from e
+        model.to(device)
+        model.eval()
+        return cls(model, tokenizer, config, protocol, name=config.policy or "embedded:smollm2-135m")
+
+    # -- state -----------------------------------------------------------------------------------------------
+    def new_state(self, seed: int | None = None) -> PolicyState:
+        from transformers import DynamicCache
+
+        self._sessions += 1
+        g = torch.Generator(device="cpu")
+        g.manual_seed(self.config.seed * 1_000_003 + self._sessions if seed is None else seed)
+        return PolicyState(cache=DynamicCache(), generator=g)
+
+    def _append(self, st: PolicyState, ids: list[int], env: int, phase: str, logprobs: list[float] | None = None
+                ) -> None:
+        st.ids.extend(ids)
+        st.env_mask.extend([env] * len(ids))
+        st.phase.extend([phase] * len(ids))
+        st.logprobs.extend(logprobs if logprobs is not None else [0.0] * len(ids))
+        st.pending += len(ids)
+        if env == 0:
+            st.input_tokens += len(ids)
+
+    @torch.inference_mode()
+    def _forward(self, st: PolicyState) -> None:
+        """Run the model over the pending positions (env tokens + the last sampled token) onto the cache."""
+        if st.pending == 0:
+            return
+        new = st.ids[-st.pending :]
+        masks = st.env_mask[-st.pending :]
+        x = torch.tensor([new], dtype=torch.long, device=self.device)
+        out = self.model(input_ids=x, past_key_values=st.cache, use_cache=True, logits_to_keep=1)
+        st.cache = out.past_key_values
+        st.next_logits = out.logits[0, -1].float()
+        st.forward_calls += 1
+        n_env = sum(1 for m in masks if m == 0)
+        st.prefill_tokens += n_env
+        st.decode_tokens += len(new) - n_env
+        st.cache_len += len(new)
+        st.pending = 0
+
+    # -- environment side ------------------------------------------------------------------------------------
+    def begin(self, st: PolicyState, question: str) -> None:
+        ids = self.protocol.prompt_ids(question)
+        if len(ids) + 64 > self.max_context:
+            raise ValueError(f"the prompt alone ({len(ids)} tokens) does not fit the context ({self.max_context})")
+        self._append(st, ids, 0, "prompt")
+        st.prompt_len = len(ids)
+        self._forward(st)
+
+    def read(self, st: PolicyState, ids: list[int], phase: str, reserve: int = 0) -> None:
+        """Write environment tokens and prefill them (together with any pending policy token)."""
+        self._make_room(st, len(ids) + reserve)
+        self._append(st, ids, 0, phase)
+        self._forward(st)
+
+    def write_env(self, st: PolicyState, ids: list[int], phase: str) -> None:
+        """Environment-forced tokens (e.g. closing a capped thought); prefilled lazily with the next read."""
+        self._append(st, ids, 0, phase)
+
+    def _make_room(self, st: PolicyState, need: int) -> None:
+        """Evict the oldest chunk segments if the cache would overflow (long streams), re-prefilling the rest."""
+        if st.cache_len + st.pending + need <= self.max_context:
+            return
+        budget = self.max_context // 2 - st.prompt_len
+        keep_from = len(st.ids)
+        for start, _end in reversed(st.segments):
+            if len(st.ids) - start > budget:
+                break
+            keep_from = start
+        if keep_from <= st.prompt_len or len(st.ids) - keep_from + need + st.prompt_len > self.max_context:
+            keep_from = len(st.ids) - st.pending  # nothing fits: keep only the prompt and what is pending
+        from transformers import DynamicCache
+
+        kept = st.ids[: st.prompt_len] + st.ids[keep_from:]
+        st.evicted_tokens += keep_from - st.prompt_len
+        st.cache = DynamicCache()
+        x = torch.tensor([kept[: len(kept) - st.pending]], dtype=torch.long, device=self.device)
+        if x.shape[1]:
+            with torch.inference_mode():
+                out = self.model(input_ids=x, past_key_values=st.cache, use_cache=True, logits_to_keep=1)
+            st.cache = out.past_key_values
+            st.next_logits = out.logits[0, -1].float()
+            st.forward_calls += 1
+        st.reprefill_tokens += x.shape[1]
+        st.cache_len = x.shape[1]
+        log.info("context full: evicted %d old tokens, re-prefilled %d", keep_from - st.prompt_len, x.shape[1])
+
+    # -- policy side -----------------------------------------------------------------------------------------
+    def _sample(self, st: PolicyState, phase: str, also_forbid: tuple[int, ...] = ()) -> tuple[int, float]:
+        logits = st.next_logits
+        assert logits is not None, "read() or begin() must come first"
+        logprobs = torch.log_softmax(logits, dim=-1)
+        masked = logits.masked_fill(self._masks[phase][: logits.shape[0]], float("-inf"))
+        if also_forbid:
+            masked[list(also_forbid)] = float("-inf")
+        t = self.config.temperature
+        if t <= 0:
+            tok = int(masked.argmax())
+        else:
+            probs = torch.softmax(masked / t, dim=-1)
+            if self.config.top_p < 1.0:
+                sp, si = probs.sort(descending=True)
+                keep = sp.cumsum(0) - sp < self.config.top_p
+                probs = torch.zeros_like(probs).scatter(0, si[keep], sp[keep])
+                probs = probs / probs.sum()
+            tok = int(torch.multinomial(probs.cpu(), 1, generator=st.generator))
+        return tok, float(logprobs[tok])
+
+    def iter_generate(self, st: PolicyState, phase: str, max_tokens: int, stop_ids: tuple[int, ...],
+                      min_tokens: int = 0) -> Generator[int, None, Generation]:
+        """Decode until a stop id (kept, prefilled lazily) or ``max_tokens``, yielding each token as sampled.
+
+        Stop ids are masked for the first ``min_tokens`` tokens. The generator's return value
+        (``StopIteration.value``) is the :class:`Generation`.
+        """
+        out: list[int] = []
+        self._make_room(st, max_tokens + 1)
+        for _ in range(max_tokens):
+            if st.pending:
+                self._forward(st)
+            tok, lp = self._sample(st, phase, stop_ids if len(out) < min_tokens else ())
+            self._append(st, [tok], 1, phase, [lp])
+            out.append(tok)
+            yield tok
+            if tok in stop_ids:
+                return Generation(out, "stop", tok)
+        return Generation(out, "cap")
+
+    def generate(self, st: PolicyState, phase: str, max_tokens: int, stop_ids: tuple[int, ...],
+                 min_tokens: int = 0) -> Generation:
+        it = self.iter_generate(st, phase, max_tokens, stop_ids, min_tokens)
+        while True:
+            try:
+                next(it)
+            except StopIteration as done:
+                return done.value
+
+    def text(self, ids: list[int]) -> str:
+        return self.protocol.decode(ids)

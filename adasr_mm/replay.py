@@ -1,0 +1,45 @@
+"""Feed a chunk source to a session on a clock (instant, realtime or simulated)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from .chunks import TimedChunk
+from .errors import InputError
+from .events import Event
+from .session import Session, SessionResult
+
+
+def iter_replay(session: Session, chunks: Iterable[TimedChunk], duration: float | None = None) -> Iterator[Event]:
+    """Yield every event of ``session`` as ``chunks`` are delivered at their media times (per the session clock).
+
+    Each chunk arrives at its ``end`` time; the stream ends at ``duration`` (default: the last chunk's end).
+    """
+    clock = session.clock
+    session.start()
+    last_end = 0.0
+    n = 0
+    for chunk in chunks:
+        if chunk.end < last_end - 1e-6:
+            raise InputError(f"chunk {n} ends at {chunk.end:.2f}s, before the previous one ({last_end:.2f}s)")
+        last_end = max(last_end, chunk.end)
+        available = None
+        if clock.media_timed:
+            clock.wait_until(chunk.end)
+            available = chunk.end
+        yield from session.push(chunk, available_at=available)
+        n += 1
+    if n == 0:
+        raise InputError("the input produced no chunks (nothing to read)")
+    end = max(last_end, duration or 0.0)
+    yield from session.finish_iter(stream_end=end if clock.media_timed else None)
+
+
+def replay(session: Session, chunks: Iterable[TimedChunk], duration: float | None = None,
+           on_event: Callable[[Event], None] | None = None) -> SessionResult:
+    """Run :func:`iter_replay` to the end and return the session's result."""
+    for ev in iter_replay(session, chunks, duration):
+        if on_event is not None:
+            on_event(ev)
+    assert session.result is not None
+    return session.result

@@ -1,0 +1,288 @@
+"""Sessions: one question, one stream, one KV cache; chunks in, events out.
+
+``Session.push(chunk)`` reads the chunk onto the policy's cache and lets the policy think or skip, yielding events
+as they happen; ``Session.finish()`` ends the stream, runs deep reasoning and the answer, and returns a
+:class:`SessionResult` with all events and metrics. Sessions share the policy (weights) but nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .chunks import TimedChunk
+from .clock import Clock, make_clock
+from .errors import InputError
+from .events import (
+    AnswerEvent,
+    ChunkEvent,
+    DeepEvent,
+    DeltaEvent,
+    Event,
+    SkipEvent,
+    SummaryEvent,
+    ThoughtEvent,
+)
+from .policy import Generation, PolicyState, StreamingPolicy
+from .protocol import FormatReport, ParsedTrace, extract_answer
+
+MODES = ("stream", "read-then-think")
+
+
+@dataclass
+class SessionConfig:
+    """How a session runs the policy over a stream."""
+
+    mode: str = field(default="stream", metadata={"help": "stream (think while reading) or read-then-think"})
+    max_lag_s: float = field(
+        default=4.0,
+        metadata={"help": "lag budget: a chunk handled later than this after its arrival is skipped without "
+                          "thinking so the policy catches up (0 = never force skips)"},
+    )
+    rtt_reasoning_tokens: int = field(
+        default=0,
+        metadata={"help": "read-then-think reasoning cap; 0 = the same total budget as streaming "
+                          "(max_deep_tokens + chunks x max_thought_tokens)"},
+    )
+
+    fill_deep_budget: bool = field(
+        default=False,
+        metadata={"help": "benchmarking: keep reasoning until the deep budget is used (EOS and </think> masked), "
+                          "emulating a model that thinks to its budget"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.max_lag_s < 0:
+            raise ValueError(f"max_lag_s must be >= 0, got {self.max_lag_s}")
+        if self.rtt_reasoning_tokens < 0:
+            raise ValueError(f"rtt_reasoning_tokens must be >= 0, got {self.rtt_reasoning_tokens}")
+
+
+@dataclass
+class SessionResult:
+    question: str
+    answer: str
+    events: list[Event]
+    summary: SummaryEvent
+    format: FormatReport
+    state: PolicyState = field(repr=False)
+    trace: ParsedTrace = field(repr=False)
+
+
+class Session:
+    """A single streaming episode. Not thread-safe; use one session per stream (many may coexist)."""
+
+    def __init__(self, policy: StreamingPolicy, question: str, config: SessionConfig | None = None,
+                 clock: str | Clock = "instant", emit_deltas: bool = False, seed: int | None = None):
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("the question is empty: pass --question TEXT")
+        self.policy = policy
+        self.question = question.strip()
+        self.config = config or SessionConfig()
+        self.clock = make_clock(clock)
+        self.emit_deltas = emit_deltas
+        self.state = policy.new_state(seed)
+        self.events: list[Event] = []
+        self.chunks: list[TimedChunk] = []
+        self._chunk_ids: list[list[int]] = []
+        self._lags: list[float] = []
+        self._started = False
+        self._finished = False
+        self._pending: Iterator[Event] | None = None
+        self._wall0 = 0.0
+        self.result: SessionResult | None = None
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    def start(self) -> None:
+        """Prefill the prompt (called by the first push; call it early to overlap with the first chunk)."""
+        if self._started:
+            return
+        self._started = True
+        self.clock.reset()
+        self._wall0 = time.perf_counter()
+        self.policy.begin(self.state, self.question)
+
+    # -- streaming -------------------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        if self._pending is not None:
+            for _ in self._pending:
+                pass
+            self._pending = None
+
+    def push(self, chunk: TimedChunk, available_at: float | None = None) -> Iterator[Event]:
+        """Read one chunk; yields its :class:`ChunkEvent` then a thought or skip (lazily: iterate to drive it).
+
+        A push that is never iterated still runs, at the next ``push``/``finish``.
+        """
+        if self._finished:
+            raise RuntimeError("session already finished")
+        self._drain()
+        gen = self._record(self._push(chunk, available_at))
+        self._pending = gen
+        return gen
+
+    def _record(self, it: Iterator[Event]) -> Iterator[Event]:
+        for ev in it:
+            if not isinstance(ev, DeltaEvent):
+                self.events.append(ev)
+            if self.emit_deltas or not isinstance(ev, DeltaEvent):
+                yield ev
+
+    def _decode(self, phase: str, index: int | None, max_tokens: int, stops: tuple[int, ...],
+                first_token_at: list[float] | None = None, min_tokens: int = 0) -> Iterator[Event]:
+        it = self.policy.iter_generate(self.state, phase, max_tokens, stops, min_tokens)
+        ids: list[int] = []
+        shown = ""
+        while True:
+            try:
+                tok = next(it)
+            except StopIteration as done:
+                self._last_gen: Generation = done.value
+                return
+            if first_token_at is not None and not first_token_at:
+                first_token_at.append(self.clock.now())
+            if self.emit_deltas:
+                ids.append(tok)
+                text = self.policy.text(ids)
+                if len(text) > len(shown) and text.startswith(shown):
+                    yield DeltaEvent(phase=phase, index=index, text=text[len(shown):], t=self.clock.now())
+                    shown = text
+
+    def _push(self, chunk: TimedChunk, available_at: float | None) -> Iterator[Event]:
+        self.start()
+        p, cfg, st = self.policy, self.policy.config, self.state
+        index = len(self.chunks)
+        chunk.index = index if chunk.index is None else chunk.index
+        self.chunks.append(chunk)
+        ids = p.protocol.chunk_ids(chunk)
+        self._chunk_ids.append(ids)
+        t_avail = self.clock.now() if available_at is None else float(available_at)
+        t_start = self.clock.now()
+        lag = max(0.0, t_start - t_avail)
+        self._lags.append(lag)
+        if self.mode == "read-then-think":  # buffered; everything is read at finish()
+            yield ChunkEvent(index, chunk, t_avail, t_start, t_start, len(ids), lag)
+            return
+        seg_start = len(st.ids)
+        p.read(st, ids, "stream", reserve=cfg.max_thought_tokens + 2)
+        yield ChunkEvent(index, chunk, t_avail, t_start, self.clock.now(), len(ids), lag)
+        t0 = self.clock.now()
+        if self.config.max_lag_s and lag > self.config.max_lag_s:
+            p.write_env(st, [p.ids.skip], "stream")
+            st.segments.append((seg_start, len(st.ids)))
+            yield SkipEvent(index, t0, self.clock.now(), tokens=1, forced=True)
+            return
+        yield from self._decode("stream", index, cfg.max_thought_tokens, (p.ids.eot, p.ids.skip))
+        gen = self._last_gen
+        capped = gen.stop_reason == "cap"
+        if capped:
+            p.write_env(st, [p.ids.eot], "stream")
+        st.segments.append((seg_start, len(st.ids)))
+        body = gen.ids[:-1] if gen.stop_reason == "stop" else gen.ids
+        if gen.stop_id == p.ids.skip:
+            yield SkipEvent(index, t0, self.clock.now(), tokens=len(gen.ids), text=p.text(body))
+        else:
+            yield ThoughtEvent(index, p.text(body), len(gen.ids), t0, self.clock.now(), capped=capped)
+
+    # -- end of stream ---------------------------------------------------------------------------------------
+    def finish(self, stream_end: float | None = None) -> SessionResult:
+        for _ in self.finish_iter(stream_end):
+            pass
+        assert self.result is not None
+        return self.result
+
+    def finish_iter(self, stream_end: float | None = None) -> Iterator[Event]:
+        """End the stream: deep reasoning, answer, summary (yielded as produced); ``self.result`` is set after."""
+        if self._finished:
+            raise RuntimeError("session already finished")
+        self._drain()
+        self.start()
+        self._finished = True
+        yield from self._record(self._finish(stream_end))
+
+    def _finish(self, stream_end: float | None) -> Iterator[Event]:
+        p, cfg, st = self.policy, self.policy.config, self.state
+        if self.clock.media_timed and stream_end is not None:
+            self.clock.wait_until(stream_end)
+            t_end_stream = float(stream_end)
+        else:
+            t_end_stream = self.clock.now()
+        t_start = self.clock.now()
+        end_ids = p.protocol.end_ids(self.question)
+        if self.mode == "read-then-think":
+            budget = self.config.rtt_reasoning_tokens or (
+                cfg.max_deep_tokens + len(self.chunks) * cfg.max_thought_tokens
+            )
+            n_pre = 0
+            for ids in self._chunk_ids:
+                p.write_env(st, ids, "stream")
+                n_pre += len(ids)
+            p.read(st, end_ids, "deep", reserve=budget + cfg.max_answer_tokens + 2)
+            n_pre += len(end_ids)
+        else:
+            budget = cfg.max_deep_tokens
+            p.read(st, end_ids, "deep", reserve=budget + cfg.max_answer_tokens + 2)
+            n_pre = len(end_ids)
+        t_pre = self.clock.now()
+        fill = budget if self.config.fill_deep_budget else 0
+        yield from self._decode("deep", None, budget, (p.ids.think_close, *p.ids.eos), min_tokens=fill)
+        gen = self._last_gen
+        closed = gen.stop_id == p.ids.think_close
+        if not closed:  # cap or EOS before </think>: the environment closes the reasoning
+            p.write_env(st, [p.ids.think_close], "deep")
+        body = gen.ids[:-1] if gen.stop_reason == "stop" else gen.ids
+        yield DeepEvent(p.text(body), len(gen.ids), t_end_stream, t_start, t_pre, self.clock.now(), n_pre, closed)
+        first: list[float] = []
+        yield from self._decode("answer", None, cfg.max_answer_tokens, p.ids.eos, first_token_at=first)
+        ans = self._last_gen
+        if ans.stop_reason == "cap":
+            p.write_env(st, [p.ids.eos[0]], "answer")
+        t_done = self.clock.now()
+        t_first = first[0] if first else t_done
+        text = p.text(ans.ids[:-1] if ans.stop_reason == "stop" else ans.ids)
+        answer = extract_answer(text)
+        delay, delay_last = t_first - t_end_stream, t_done - t_end_stream
+        yield AnswerEvent(text, answer, len(ans.ids), t_first, t_done, delay, delay_last)
+        st.cache = None  # free the KV cache now; the token trace stays for training/inspection
+        trace = p.protocol.parse(st.ids, st.env_mask)
+        report = trace.validate(len(self.chunks), streaming=self.mode == "stream")
+        # Closures the environment wrote after the policy's last token are never read by anyone: not input.
+        unread = sum(1 for m in st.env_mask[len(st.ids) - st.pending :] if m == 0)
+        input_tokens = st.input_tokens - unread
+        evs = self.events
+        thoughts = sum(isinstance(e, ThoughtEvent) for e in evs)
+        skips = [e for e in evs if isinstance(e, SkipEvent)]
+        summary = SummaryEvent(
+            answer=answer,
+            mode=self.mode,
+            clock=self.clock.name,
+            chunks=len(self.chunks),
+            thoughts=thoughts,
+            skips=len(skips),
+            forced_skips=sum(e.forced for e in skips),
+            stream_tokens=st.generated("stream"),
+            deep_tokens=st.generated("deep"),
+            answer_tokens=st.generated("answer"),
+            input_tokens=input_tokens,
+            prefill_tokens=st.prefill_tokens,
+            prefill_per_input=(st.prefill_tokens + st.reprefill_tokens) / max(1, input_tokens),
+            delay_s=delay,
+            delay_last_s=delay_last,
+            lag_s=max(self._lags, default=0.0),
+            lag_avg_s=sum(self._lags) / len(self._lags) if self._lags else 0.0,
+            format_violations=len(report.violations),
+            stream_end_s=t_end_stream,
+            wall_s=time.perf_counter() - self._wall0,
+            policy=p.name,
+            question=self.question,
+            extra={"format_stream": report.format_stream, "format_deep": report.format_deep,
+                   "evicted_tokens": st.evicted_tokens, "reprefill_tokens": st.reprefill_tokens},
+        )
+        self.result = SessionResult(self.question, answer, self.events, summary, report, st, trace)
+        yield summary
