@@ -1,0 +1,93 @@
+import torch
+
+from adasr_mm.chunks import TimedChunk
+from adasr_mm.protocol import (
+    CHUNK_CLOSE,
+    CHUNK_OPEN,
+    END_OF_STREAM,
+    EOT,
+    PROTOCOL_TOKENS,
+    SKIP,
+    THINK_CLOSE,
+    Protocol,
+    ProtocolConfig,
+    add_protocol_tokens,
+    extract_answer,
+    render_chunk,
+)
+
+
+def _tiny(embedded_dir):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(embedded_dir)
+    conf = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    return tok, LlamaForCausalLM(conf)
+
+
+def test_tokens_added_as_single_specials_with_mean_embeddings(embedded_dir):
+    tok, model = _tiny(embedded_dir)
+    old = model.get_input_embeddings().weight.detach().clone()
+    old_out = model.get_output_embeddings().weight.detach().clone()
+    added = add_protocol_tokens(tok, model)
+    assert added == len(PROTOCOL_TOKENS)
+    emb = model.get_input_embeddings().weight
+    assert emb.shape[0] == len(tok) == old.shape[0] + added
+    assert torch.allclose(emb[: old.shape[0]], old)
+    for t in PROTOCOL_TOKENS:
+        ids = tok(t, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1, t
+        assert torch.allclose(emb[ids[0]], old.mean(0), atol=1e-6)
+        assert torch.allclose(model.get_output_embeddings().weight[ids[0]], old_out.mean(0), atol=1e-6)
+    assert add_protocol_tokens(tok, model) == 0  # idempotent
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+
+
+def test_render_and_parse_a_trace(embedded_dir):
+    tok, model = _tiny(embedded_dir)
+    add_protocol_tokens(tok, model)
+    proto = Protocol(tok)
+    c0 = TimedChunk(0.0, 2.4, "Tom has 5 apples.")
+    assert render_chunk(c0) == f"{CHUNK_OPEN}[0.0-2.4s] Tom has 5 apples.{CHUNK_CLOSE}"
+    assert render_chunk(TimedChunk(3, 4, "red circle", modality="video")).startswith(f"{CHUNK_OPEN}[video 3.0-4.0s]")
+    prompt = proto.prompt_ids("How many?")
+    assert "How many?" in tok.decode(prompt)
+    e = proto.encode
+    c1 = TimedChunk(2.4, 4.1, "The sky is blue.")
+    ids = (prompt + proto.chunk_ids(c0) + e("Tom starts with 5." + EOT) + proto.chunk_ids(c1) + e(SKIP)
+           + proto.end_ids("How many?") + e("5 + 3 = 8" + THINK_CLOSE + " \\boxed{8}") + [tok.eos_token_id])
+    trace = proto.parse(ids)
+    assert [s.closer for s in trace.responses] == [EOT, SKIP]
+    assert trace.text(trace.responses[0]) == "Tom starts with 5."
+    assert trace.text(trace.deep) == "5 + 3 = 8"
+    assert extract_answer(trace.answer_text) == "8"
+    assert trace.phase[: len(prompt)] == ["prompt"] * len(prompt)
+    assert set(trace.phase[len(prompt):]) == {"stream", "deep", "answer"}
+    rep = trace.validate(n_chunks=2)
+    assert rep.violations == [] and rep.format == 1.0
+    # a forced closure (env_mask 0 on the EOT) is a cap hit: a violation
+    env = [1] * len(ids)
+    eot_pos = ids.index(proto.ids.eot, len(prompt))  # (the system prompt names the markers too)
+    env[eot_pos] = 0
+    rep = proto.parse(ids, env).validate(n_chunks=2)
+    assert rep.format_stream == 0.5 and "chunk 0: thought cap hit" in rep.violations
+    # a missing response and no end marker
+    short = prompt + proto.chunk_ids(c0) + e("Tom" + EOT)
+    rep = proto.parse(short).validate(n_chunks=2)
+    assert "1 responses for 2 chunks" in rep.violations and "no deep phase" in rep.violations
+
+
+def test_context_first_puts_question_after_stream(embedded_dir):
+    tok, model = _tiny(embedded_dir)
+    add_protocol_tokens(tok, model)
+    proto = Protocol(tok, ProtocolConfig(order="context-first"))
+    assert "How many?" not in proto.render_prompt("How many?")
+    assert proto.render_end("How many?").startswith(END_OF_STREAM + "Question: How many?")
+
+
+def test_extract_answer():
+    assert extract_answer("so \\boxed{12} or \\boxed{ \\frac{1}{2} }") == "\\frac{1}{2}"
+    assert extract_answer("\n  The answer is 7.\nbecause") == "The answer is 7."
+    assert extract_answer("   ") == ""

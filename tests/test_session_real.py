@@ -1,0 +1,84 @@
+"""The real embedded SmolLM2-135M through the agent API (slow: seconds per session on 2 cores)."""
+
+import pytest
+
+from adasr_mm.events import AnswerEvent, ChunkEvent, DeepEvent, SkipEvent, SummaryEvent, ThoughtEvent
+from adasr_mm.replay import replay
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "How many apples does Tom have now?"
+
+
+def test_five_chunk_stream_on_the_real_policy(real_agent, five_chunks, forward_counter):
+    counter = forward_counter(real_agent.policy.model)
+    session = real_agent.session(QUESTION, clock="instant")
+    responses = []
+    for chunk in five_chunks:
+        evs = list(session.push(chunk))
+        assert isinstance(evs[0], ChunkEvent) and evs[0].chunk is chunk
+        resp = [e for e in evs[1:] if isinstance(e, (ThoughtEvent, SkipEvent))]
+        assert len(resp) == 1 and resp[0].index == chunk.index  # exactly one thought or skip, in order
+        responses.append(resp[0])
+    result = session.finish()
+    types = [type(e) for e in result.events]
+    assert types[-3:] == [DeepEvent, AnswerEvent, SummaryEvent]
+    answer = result.events[-2]
+    assert answer.t_first_token >= result.events[-3].t_end
+    s = result.summary
+    assert s.chunks == 5 and s.thoughts + s.skips == 5
+    # no re-prefill: counted inside the policy from its model calls ...
+    assert s.prefill_tokens == s.input_tokens and s.prefill_per_input == 1.0
+    # ... and independently by a hook on the model: every position of the trace went through it exactly once
+    st = result.state
+    assert counter.positions == len(st.ids) - st.pending == st.prefill_tokens + st.decode_tokens
+    assert counter.calls == st.forward_calls
+    assert s.stream_tokens == sum(e.tokens for e in responses)
+
+
+def test_read_then_think_delay_covers_prefill_and_all_reasoning(real_agent, five_chunks):
+    # The media runs 3 s past the last sentence (a pause), so streaming thoughts can all finish before it ends.
+    stream_end = five_chunks[-1].end + 3.0
+    stream = replay(real_agent.session(QUESTION, clock="simulated"), five_chunks, duration=stream_end)
+    rtt = replay(real_agent.session(QUESTION, clock="simulated", mode="read-then-think"), five_chunks,
+                 duration=stream_end)
+
+    def parts(res):
+        return (next(e for e in res.events if isinstance(e, DeepEvent)),
+                next(e for e in res.events if isinstance(e, AnswerEvent)), res.summary)
+
+    d_s, a_s, s_s = parts(stream)
+    d_r, a_r, s_r = parts(rtt)
+    chunk_tokens = sum(e.tokens for e in rtt.events if isinstance(e, ChunkEvent))
+    # read-then-think: nothing happens before the stream ends; then the whole input is prefilled ...
+    assert s_r.stream_tokens == 0 and s_r.thoughts == 0 and s_r.skips == 0
+    assert d_r.prefill_tokens == chunk_tokens + 1
+    assert d_r.t_stream_end == pytest.approx(stream_end)
+    assert d_r.t_start >= d_r.t_stream_end
+    assert d_r.t_prefill_end > d_r.t_start
+    # ... and its delay spans that prefill plus all of its reasoning
+    assert s_r.delay_s == pytest.approx(a_r.t_first_token - d_r.t_stream_end, abs=1e-3)
+    assert s_r.delay_s >= (d_r.t_prefill_end - d_r.t_start) + (d_r.t_end - d_r.t_prefill_end)
+    # streaming: every chunk was read and thought about before the stream ended; after it, only the
+    # end-of-stream marker is read and the deep phase runs
+    thoughts = [e for e in stream.events if isinstance(e, (ThoughtEvent, SkipEvent))]
+    assert len(thoughts) == 5 and all(e.t_end <= stream_end for e in thoughts)
+    assert d_s.prefill_tokens == 1
+    assert d_s.t_start - d_s.t_stream_end < 0.05
+    assert s_s.delay_s == pytest.approx(a_s.t_first_token - d_s.t_stream_end, abs=1e-3)
+    assert s_s.delay_s <= (a_s.t_first_token - d_s.t_start) + 0.05
+    # same model, same prompt
+    assert rtt.state.ids[: rtt.state.prompt_len] == stream.state.ids[: stream.state.prompt_len]
+
+
+def test_realtime_clock_waits_for_media_time(real_agent):
+    import time
+
+    from adasr_mm.chunks import TimedChunk
+
+    chunks = [TimedChunk(0.0, 0.6, "Tom has 5 apples."), TimedChunk(0.6, 1.2, "He eats 2.")]
+    t0 = time.perf_counter()
+    res = replay(real_agent.session(QUESTION, clock="realtime"), chunks)
+    assert time.perf_counter() - t0 >= 1.2  # it really waited for the media
+    ev = [e for e in res.events if isinstance(e, ChunkEvent)]
+    assert ev[1].t_available == pytest.approx(1.2) and ev[1].t_start >= 1.2
