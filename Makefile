@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export GRADIO_ANALYTICS_ENABLED ?= False
 
-DEMO_INPUT    ?= samples/text/apples.txt
+DEMO_INPUT    ?= samples/audio/apples.opus
 DEMO_QUESTION ?= How many apples does Tom have now?
 
 .PHONY: setup demo test lint bench clean
@@ -38,6 +38,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/audio.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -68,4 +68,12 @@ def _open_text(path: str, config: Any) -> ChunkSource:
     return TextSource(path, config.text)
 
 
+@register_adapter("audio", (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif",
+                            ".mp4", ".mkv", ".webm", ".mov"), "streaming Whisper ASR (video files: their audio track)")
+def _open_audio(path: str, config: Any) -> ChunkSource:
+    from .audio import AudioSource
+
+    return AudioSource(path, config.asr, config.audio)
+
+
 __all__ = ["ADAPTERS", "AdapterSpec", "ChunkSource", "detect_modality", "open_input", "register_adapter"]

@@ -33,10 +33,11 @@ def _quiet_libraries(debug: bool) -> None:
 def _add_run(p: argparse.ArgumentParser) -> None:
     from .config import AdasrConfig, add_config_flags
 
-    p.add_argument("input", help="media file to stream (text: .txt/.md)")
+    p.add_argument("input", help="media file to stream (text .txt/.md; audio .wav/.flac/.mp3/.ogg/.opus/.m4a; "
+                                 "the audio track of .mp4/.mkv/.webm)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. policy.temperature=0.7")
     p.add_argument("--question", "-q", required=True, help="the question to answer about the stream")
-    p.add_argument("--config", help="YAML config file (sections: policy, protocol, session, run, text)")
+    p.add_argument("--config", help="YAML config file (sections: see configs/default.yaml)")
     p.add_argument("--output", "-o", help="write every event as JSON lines to this file (last line: summary)")
     p.add_argument("--quiet", action="store_true", help="print only the summary line")
     add_config_flags(p, AdasrConfig(), skip={"system_prompt"})

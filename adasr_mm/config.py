@@ -35,10 +35,22 @@ class RunConfig:
             raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
 
 
-def _text_config_cls() -> type:
+def _text_config() -> Any:
     from .adapters.text import TextAdapterConfig
 
-    return TextAdapterConfig
+    return TextAdapterConfig()
+
+
+def _asr_config() -> Any:
+    from .adapters.asr import ASRConfig
+
+    return ASRConfig()
+
+
+def _audio_config() -> Any:
+    from .adapters.audio import AudioAdapterConfig
+
+    return AudioAdapterConfig()
 
 
 @dataclass
@@ -49,7 +61,9 @@ class AdasrConfig:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    text: Any = field(default_factory=lambda: _text_config_cls()())
+    text: Any = field(default_factory=_text_config)
+    asr: Any = field(default_factory=_asr_config)
+    audio: Any = field(default_factory=_audio_config)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -190,7 +204,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cfg: AdasrConfig, skip: se
         for f in dataclasses.fields(section):
             if f.name in skip:
                 continue
-            flag = "--" + f.name.replace("_", "-")
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
             if flag in seen:  # the first section owns a flag; others stay reachable via section.key=value
                 continue
             seen[flag] = name

@@ -17,6 +17,8 @@ def iter_replay(session: Session, chunks: Iterable[TimedChunk], duration: float 
     """
     clock = session.clock
     session.start()
+    if hasattr(chunks, "bind_clock"):  # sources that do their own work in media time (ASR) share the clock
+        chunks.bind_clock(clock)
     last_end = 0.0
     n = 0
     for chunk in chunks:
@@ -26,13 +28,17 @@ def iter_replay(session: Session, chunks: Iterable[TimedChunk], duration: float 
         available = None
         if clock.media_timed:
             clock.wait_until(chunk.end)
-            available = chunk.end
+            # a chunk is available when its source produced it (e.g. ASR commit), never before its media end
+            available = max(chunk.end, float(chunk.meta.get("available_at", chunk.end)))
         yield from session.push(chunk, available_at=available)
         n += 1
+    if duration is None:
+        duration = getattr(chunks, "duration", None)
     if n == 0:
-        raise InputError("the input produced no chunks (nothing to read)")
+        raise InputError("the input produced no chunks (nothing to read: silence, or no speech or text)")
     end = max(last_end, duration or 0.0)
-    yield from session.finish_iter(stream_end=end if clock.media_timed else None)
+    stats = chunks.stats() if callable(getattr(chunks, "stats", None)) else {}
+    yield from session.finish_iter(stream_end=end if clock.media_timed else None, extra=stats)
 
 
 def replay(session: Session, chunks: Iterable[TimedChunk], duration: float | None = None,

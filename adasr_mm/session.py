@@ -191,22 +191,25 @@ class Session:
             yield ThoughtEvent(index, p.text(body), len(gen.ids), t0, self.clock.now(), capped=capped)
 
     # -- end of stream ---------------------------------------------------------------------------------------
-    def finish(self, stream_end: float | None = None) -> SessionResult:
-        for _ in self.finish_iter(stream_end):
+    def finish(self, stream_end: float | None = None, extra: dict | None = None) -> SessionResult:
+        for _ in self.finish_iter(stream_end, extra):
             pass
         assert self.result is not None
         return self.result
 
-    def finish_iter(self, stream_end: float | None = None) -> Iterator[Event]:
-        """End the stream: deep reasoning, answer, summary (yielded as produced); ``self.result`` is set after."""
+    def finish_iter(self, stream_end: float | None = None, extra: dict | None = None) -> Iterator[Event]:
+        """End the stream: deep reasoning, answer, summary (yielded as produced); ``self.result`` is set after.
+
+        ``extra``: figures from the chunk source (e.g. ASR real-time factor) added to the summary.
+        """
         if self._finished:
             raise RuntimeError("session already finished")
         self._drain()
         self.start()
         self._finished = True
-        yield from self._record(self._finish(stream_end))
+        yield from self._record(self._finish(stream_end, extra or {}))
 
-    def _finish(self, stream_end: float | None) -> Iterator[Event]:
+    def _finish(self, stream_end: float | None, source_extra: dict) -> Iterator[Event]:
         p, cfg, st = self.policy, self.policy.config, self.state
         if self.clock.media_timed and stream_end is not None:
             self.clock.wait_until(stream_end)
@@ -282,7 +285,7 @@ class Session:
             policy=p.name,
             question=self.question,
             extra={"format_stream": report.format_stream, "format_deep": report.format_deep,
-                   "evicted_tokens": st.evicted_tokens, "reprefill_tokens": st.reprefill_tokens},
+                   "evicted_tokens": st.evicted_tokens, "reprefill_tokens": st.reprefill_tokens, **source_extra},
         )
         self.result = SessionResult(self.question, answer, self.events, summary, report, st, trace)
         yield summary

