@@ -38,12 +38,12 @@ def register_adapter(name: str, extensions: tuple[str, ...], description: str = 
 
 
 def supported() -> str:
-    return "; ".join(f"{s.name} ({', '.join(s.extensions)})" for s in ADAPTERS.values())
+    return "; ".join(f"{s.name} ({', '.join(s.extensions)})" for s in ADAPTERS.values() if s.name != "av")
 
 
 def detect_modality(path: str) -> str:
     ext = Path(path).suffix.lower()
-    for spec in ADAPTERS.values():
+    for spec in ADAPTERS.values():  # first registration wins (video before av for containers)
         if ext in spec.extensions:
             return spec.name
     kind = f"'{ext}'" if ext else "without an extension"
@@ -56,6 +56,8 @@ def open_input(path: str, modality: str, config: Any) -> ChunkSource:
     if not Path(path).exists():
         raise InputError(f"input file '{path}' does not exist")
     name = detect_modality(path) if modality == "auto" else modality
+    if modality == "auto" and Path(path).suffix.lower() in CONTAINER_EXTENSIONS:
+        name = _container_modality(path)
     if name not in ADAPTERS:
         raise InputError(f"unknown modality {modality!r}; available: auto, {', '.join(ADAPTERS)}")
     return ADAPTERS[name].open(path, config)
@@ -68,12 +70,46 @@ def _open_text(path: str, config: Any) -> ChunkSource:
     return TextSource(path, config.text)
 
 
-@register_adapter("audio", (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif",
-                            ".mp4", ".mkv", ".webm", ".mov"), "streaming Whisper ASR (video files: their audio track)")
+@register_adapter("audio", (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".wma"),
+                  "streaming Whisper ASR (also the soundtrack of a video file)")
 def _open_audio(path: str, config: Any) -> ChunkSource:
     from .audio import AudioSource
 
     return AudioSource(path, config.asr, config.audio)
+
+
+#: Containers that may hold video, audio or both: ``auto`` looks inside to choose av, video or audio.
+CONTAINER_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".gif")
+
+
+@register_adapter("video", CONTAINER_EXTENSIONS, "frames sampled per window and described")
+def _open_video(path: str, config: Any) -> ChunkSource:
+    from .video import VideoSource
+
+    return VideoSource(path, config.video)
+
+
+@register_adapter("av", CONTAINER_EXTENSIONS, "soundtrack (ASR) and frames (describer) merged by start time")
+def _open_av(path: str, config: Any) -> ChunkSource:
+    from .av import AVSource
+
+    return AVSource(path, config.asr, config.audio, config.video)
+
+
+def _container_modality(path: str) -> str:
+    """av when the file has both tracks, else whichever it has (unreadable files fail later, specifically)."""
+    import av
+
+    try:
+        with av.open(path) as c:
+            has_v = any(s.type == "video" and not (s.disposition & av.stream.Disposition.attached_pic)
+                        for s in c.streams)
+            has_a = bool(c.streams.audio)
+    except Exception:  # noqa: BLE001 - the video adapter will name the problem
+        return "video"
+    if has_v and has_a:
+        return "av"
+    return "audio" if has_a and not has_v else "video"
 
 
 __all__ = ["ADAPTERS", "AdapterSpec", "ChunkSource", "detect_modality", "open_input", "register_adapter"]

@@ -369,6 +369,13 @@ class StreamingASR:
             self._hyp = [(w, b - cut) for w, b in self._hyp if b > cut]
         self._cut(cut)
 
+    def pending_from(self) -> float:
+        """Stream time from which words may still be committed (everything before it is final)."""
+        if not self._utt_open:
+            return self._t
+        last = self.committed[-1].end if self.committed else 0.0
+        return max(last, self._to_stream(0.0) if self._anchors else 0.0)
+
     def _due(self) -> bool:
         """Is a LocalAgreement pass due? Every ``min_chunk_s`` of speech while the compute budget
         (``target_rtf`` x audio so far) allows it, and at least three times per buffer span regardless."""
@@ -377,7 +384,8 @@ class StreamingASR:
             return False
         if cfg.target_rtf <= 0 or self._since_pass >= cfg.buffer_max_s / 3:
             return True
-        return self.stats.compute_s + self._pass_cost <= cfg.target_rtf * self.stats.audio_s
+        # keep one more pass in reserve: the utterance's flush will need it
+        return self.stats.compute_s + 2 * self._pass_cost <= cfg.target_rtf * self.stats.audio_s
 
     # public -------------------------------------------------------------------------------------------------
     def push(self, x: np.ndarray) -> ASRUpdate:

@@ -75,6 +75,11 @@ class WordChunker:
     def flush(self) -> list[TimedChunk]:
         return self.add([], utterance_end=True)
 
+    @property
+    def pending_start(self) -> float | None:
+        """Start of the first word waiting for its chunk to close, if any."""
+        return self._words[0].start if self._words else None
+
 
 @dataclass
 class AudioStreamStats:
@@ -120,6 +125,12 @@ class AudioStream:
     def time(self) -> float:
         """Stream time of the audio received so far."""
         return self.asr.stats.audio_s
+
+    @property
+    def watermark(self) -> float:
+        """No chunk this stream emits later can start before this time (for merging with other modalities)."""
+        held = self.chunker.pending_start
+        return min(self.asr.pending_from(), held if held is not None else float("inf"))
 
     def _convert(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
         from .audio_io import Resampler, to_mono_float32

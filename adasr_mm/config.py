@@ -53,6 +53,12 @@ def _audio_config() -> Any:
     return AudioAdapterConfig()
 
 
+def _video_config() -> Any:
+    from .adapters.video import VideoConfig
+
+    return VideoConfig()
+
+
 @dataclass
 class AdasrConfig:
     """Every runtime setting, by section."""
@@ -64,6 +70,7 @@ class AdasrConfig:
     text: Any = field(default_factory=_text_config)
     asr: Any = field(default_factory=_asr_config)
     audio: Any = field(default_factory=_audio_config)
+    video: Any = field(default_factory=_video_config)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -52,7 +52,7 @@ def media(tmp_path_factory):
     ],
 )
 def test_bad_audio_is_one_clear_line(media, name, message):
-    r = cli("run", media / name, "-q", "How many?")
+    r = cli("run", media / name, "-q", "How many?", "--modality", "audio")
     assert_clean_error(r, message)
 
 
