@@ -1,0 +1,91 @@
+"""Streaming rollouts for RL: the inference session code, sampling, with the trace TRL needs.
+
+A rollout is one :class:`~adasr_mm.session.Session` over a sample's chunks (KV cache reused across chunks,
+chunks written by the environment), so training optimises exactly what inference runs. From the session's
+token trace we return prompt/completion ids, per-token sampling log-probs, ``env_mask`` (0 on environment
+tokens: chunks, markers, forced closures) and per-token phase ids (0 env, 1 stream, 2 deep+answer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from adasr_mm.advantages import DEEP, ENV, STREAM
+from adasr_mm.policy import PolicyConfig, StreamingPolicy
+from adasr_mm.session import Session, SessionConfig, SessionResult
+
+from .rewards import RewardConfig, RolloutOutcome, score
+from .sample import Sample
+
+
+@dataclass
+class Rollout:
+    sample: Sample
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    env_mask: list[int]
+    phase_ids: list[int]
+    logprobs: list[float]
+    answer: str
+    correct: bool
+    outcome: RolloutOutcome
+    rewards: tuple[float, float, float] = (0.0, 0.0, 0.0)  # R, R_stream, R_deep
+    parts: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _phase_ids(env_mask: list[int], phases: list[str]) -> list[int]:
+    out = []
+    for m, p in zip(env_mask, phases, strict=True):
+        out.append(ENV if not m else STREAM if p == "stream" else DEEP)
+    return out
+
+
+def rollout_from_result(sample: Sample, res: SessionResult, reward_cfg: RewardConfig, check: Any) -> Rollout:
+    st = res.state
+    n = st.prompt_len
+    correct = bool(check(res.answer, sample.answer))
+    s = res.summary
+    o = RolloutOutcome(correct=correct, format_stream=res.format.format_stream, format_deep=res.format.format_deep,
+                       stream_tokens=s.stream_tokens, deep_tokens=s.deep_tokens + s.answer_tokens, lag_s=s.lag_s,
+                       answer=res.answer)
+    rewards, parts = score(o, reward_cfg)
+    return Rollout(sample=sample, prompt_ids=st.ids[:n], completion_ids=st.ids[n:], env_mask=st.env_mask[n:],
+                   phase_ids=_phase_ids(st.env_mask[n:], st.phase[n:]), logprobs=st.logprobs[n:],
+                   answer=res.answer, correct=correct, outcome=o, rewards=rewards, parts=parts,
+                   summary=s.to_dict())
+
+
+class StreamingRollout:
+    """Runs rollouts of a (training) model through the streaming policy; backend "hf" (this process)."""
+
+    def __init__(self, model: Any, tokenizer: Any, policy_config: PolicyConfig, reward_config: RewardConfig,
+                 protocol_config: Any = None, check: Any = None):
+        self.policy = StreamingPolicy(model, tokenizer, policy_config, protocol_config, name="train")
+        self.reward_config = reward_config
+        if check is None:
+            from .data import check_answer as check
+        self.check = check
+
+    def run(self, sample: Sample, seed: int) -> Rollout:
+        if not sample.chunks:
+            raise ValueError(f"sample {sample.id} has no chunks (run `adasr-mm prepare` for audio/video)")
+        model = self.policy.model
+        was_training = model.training
+        model.eval()
+        try:
+            session = Session(self.policy, sample.question, SessionConfig(max_lag_s=0.0), clock="instant", seed=seed)
+            for c in sample.chunks:
+                for _ in session.push(c):
+                    pass
+            res = session.finish()
+        finally:
+            model.train(was_training)
+        return rollout_from_result(sample, res, self.reward_config, self.check)
+
+    @torch.no_grad()
+    def run_many(self, samples: list[Sample], seeds: list[int]) -> list[Rollout]:
+        return [self.run(s, seed) for s, seed in zip(samples, seeds, strict=True)]

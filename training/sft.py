@@ -1,0 +1,267 @@
+"""SFT warm start (METHOD.md §4): teach a small model the streaming protocol from programmatic teacher traces.
+
+A teacher trace is the exact token sequence the streaming policy would produce at inference if it wrote the
+teacher's texts: the same pieces (prompt, each chunk, each thought or skip, end-of-stream, deep reasoning, answer,
+EOS), each tokenized separately exactly as :class:`~adasr_mm.protocol.Protocol` renders them. Training on any other
+tokenization would teach token boundaries the policy never sees. The loss covers only the tokens the policy writes
+(``policy_mask == 1``); prompt, chunks, ``<|end_of_stream|>`` and a context-first question are input, like
+``env_mask == 0`` in RL.
+
+Loss masking uses TRL's own mechanism for pre-tokenized datasets: an ``input_ids`` + ``completion_mask`` dataset with
+``completion_only_loss=True``. ``SFTTrainer._prepare_dataset`` (trl 1.16) folds the mask into a ``labels`` column
+(``-100`` where the mask is 0) and its collator pads labels with ``-100``; the fused LM head then scores only positions
+whose label is not ``-100``. The mask is per token, not a single prompt/completion split, so the interleaved
+chunk/thought structure needs no trainer subclass.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from adasr_mm.chunks import TimedChunk
+from adasr_mm.protocol import EOT, PROTOCOL_TOKENS, THINK_CLOSE, Protocol, ProtocolConfig, add_protocol_tokens
+
+from .sample import Sample
+
+log = logging.getLogger(__name__)
+
+#: Thought written after the last chunk of a sample without teacher thoughts (every other chunk is skipped).
+GENERIC_THOUGHT = "The stream is complete; time to work out the answer."
+
+
+@dataclass
+class SFTStageConfig:
+    """One short supervised stage on teacher traces (defaults: a CPU-sized warm start of SmolLM2-135M)."""
+
+    max_steps: int = field(default=60, metadata={"help": "optimizer steps (the traces are cycled as needed)"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak AdamW learning rate"})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "traces per micro-batch"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
+    max_length: int = field(
+        default=1024, metadata={"help": "traces longer than this are cut at the end (a warning says how many)"}
+    )
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of max_steps with linear LR warmup"})
+    seed: int = field(default=0, metadata={"help": "seed for data order and initialisation"})
+    logging_steps: int = field(default=1, metadata={"help": "log the loss every N steps (first/last loss metrics)"})
+    save_steps: int = field(
+        default=0, metadata={"help": "write a resumable checkpoint every N steps; 0 = only the final model"}
+    )
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU); False trains in float32"})
+    use_cpu: bool | None = field(default=None, metadata={"help": "train on CPU; None = auto (CPU when no CUDA)"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "trade compute for memory; off by default: small models on CPU"}
+    )
+    generic_thought: str = field(
+        default=GENERIC_THOUGHT,
+        metadata={"help": "thought on the last chunk of samples without teacher thoughts (the others are skipped)"},
+    )
+    generic_deep: str = field(default="", metadata={"help": "deep reasoning for samples without teacher_deep"})
+    marker_lr_multiplier: float = field(
+        default=10.0,
+        metadata={"help": "the protocol-token embedding rows (new, mean-initialised) take steps this many times "
+                          "larger than the rest of the model; 1 = plain training"},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+                     "logging_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.save_steps < 0:
+            raise ValueError(f"save_steps must be >= 0, got {self.save_steps}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not (self.marker_lr_multiplier >= 1 and math.isfinite(self.marker_lr_multiplier)):
+            raise ValueError(f"marker_lr_multiplier must be >= 1, got {self.marker_lr_multiplier}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if "\n" in self.generic_thought.strip():
+            raise ValueError("generic_thought must be one line")
+        _check_text("generic_thought", self.generic_thought)
+        _check_text("generic_deep", self.generic_deep)
+
+
+def _check_text(what: str, text: str) -> None:
+    """Teacher text must not contain protocol markers: they would be tokenized as markers and break the trace."""
+    bad = [m for m in PROTOCOL_TOKENS if m in text]
+    if bad:
+        raise ValueError(f"{what} contains protocol markers {bad}: {text!r}")
+
+
+def sample_chunks(sample: Sample) -> list[TimedChunk]:
+    """The sample's chunks; plain ``context`` text is chunked like the text adapter does at inference."""
+    if sample.chunks is not None:
+        return list(sample.chunks)
+    if sample.context is not None:
+        from adasr_mm.adapters.text import chunks_from_text
+
+        return list(chunks_from_text(sample.context))
+    raise ValueError(f"sample {sample.id}: media samples need their chunks first (run `adasr-mm prepare`)")
+
+
+def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GENERIC_THOUGHT,
+                  generic_deep: str = "") -> tuple[list[int], list[int]]:
+    """Token ids of the sample's full protocol trace and its ``policy_mask`` (1 = written by the policy).
+
+    Samples without ``teacher`` get a generic trace: every chunk skipped except the last, which gets
+    ``generic_thought``; ``teacher_deep`` missing means ``generic_deep``.
+    """
+    chunks = sample_chunks(sample)
+    if not chunks:
+        raise ValueError(f"sample {sample.id}: no chunks")
+    if sample.teacher is None:
+        thoughts: list[str | None] = [None] * (len(chunks) - 1) + [generic_thought]
+    else:
+        thoughts = list(sample.teacher)
+        if len(thoughts) != len(chunks):
+            raise ValueError(f"sample {sample.id}: {len(thoughts)} teacher thoughts for {len(chunks)} chunks")
+    deep = (sample.teacher_deep if sample.teacher_deep is not None else generic_deep).strip()
+    answer = str(sample.answer).strip()
+    for what, text in (("deep reasoning", deep), ("answer", answer), *(("thought", t) for t in thoughts if t)):
+        _check_text(f"sample {sample.id}: {what}", text)
+
+    p = protocol
+    ids: list[int] = []
+    mask: list[int] = []
+
+    def put(piece: list[int], by_policy: int) -> None:
+        ids.extend(piece)
+        mask.extend([by_policy] * len(piece))
+
+    put(p.prompt_ids(sample.question), 0)
+    for chunk, thought in zip(chunks, thoughts, strict=True):
+        put(p.chunk_ids(chunk), 0)
+        put([p.ids.skip] if thought is None else p.encode(thought.strip() + EOT), 1)
+    put(p.end_ids(sample.question), 0)
+    # Deep reasoning and answer in one encode: </think> is a special token, so the tokenizer splits there exactly
+    # as inference does when the deep phase stops at </think> and the answer phase starts fresh.
+    put(p.encode(deep + THINK_CLOSE + " \\boxed{" + answer + "}"), 1)
+    put([p.ids.eos[0]], 1)
+    return ids, mask
+
+
+def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStageConfig) -> Any:
+    """A pre-tokenized ``datasets.Dataset`` (``input_ids``, ``completion_mask``) of validated teacher traces."""
+    from datasets import Dataset
+
+    if not samples:
+        raise ValueError("no samples to train on")
+    rows: dict[str, list[list[int]]] = {"input_ids": [], "completion_mask": []}
+    too_long = 0
+    for s in samples:
+        ids, mask = teacher_trace(s, protocol, config.generic_thought, config.generic_deep)
+        report = protocol.parse(ids).validate(len(sample_chunks(s)))
+        if report.violations:  # never teach a malformed trace
+            raise ValueError(f"sample {s.id}: teacher trace violates the protocol: {report.violations}")
+        too_long += len(ids) > config.max_length
+        rows["input_ids"].append(ids)
+        rows["completion_mask"].append(mask)
+    if too_long:
+        log.warning("%d of %d traces exceed max_length=%d and lose their end (raise max_length)",
+                    too_long, len(samples), config.max_length)
+    return Dataset.from_dict(rows)
+
+
+class MarkerRowBoost(TrainerCallback):
+    """Scale the optimizer's update of the protocol-token embedding rows by ``factor``.
+
+    Why: the markers start as the mean embedding and, with tied embeddings, must become distinct output directions.
+    At a learning rate that is gentle for the pretrained weights they barely move in a short warm start (measured on
+    SmolLM2-135M, 40 steps at 2e-4: the text is learned, yet p(<|eot|>) stays ~0.001 and no thought ends by itself).
+    Adam's per-element step is ~lr whatever the gradient's scale, so a few rows can only get larger steps by scaling
+    their update after the optimizer made it. Registered as a callback so the trainer itself stays stock TRL.
+    """
+
+    def __init__(self, model: Any, rows: list[int], factor: float):
+        weights = [model.get_input_embeddings().weight]
+        out = model.get_output_embeddings()
+        if out is not None and out.weight.data_ptr() != weights[0].data_ptr():  # untied head: boost both
+            weights.append(out.weight)
+        self.weights = weights
+        self.rows = torch.tensor(sorted(set(rows)), dtype=torch.long)
+        self.factor = float(factor)
+        self._before: list[Any] = []
+
+    def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._before = [w.detach()[self.rows.to(w.device)].clone() for w in self.weights]
+
+    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        with torch.no_grad():
+            for w, before in zip(self.weights, self._before, strict=True):
+                rows = self.rows.to(w.device)
+                w[rows] = before + self.factor * (w[rows] - before)
+        self._before = []
+
+
+def build_sft_trainer(model: Any, tokenizer: Any, samples: list[Sample], config: SFTStageConfig, output_dir: str,
+                      protocol_config: ProtocolConfig | None = None) -> Any:
+    """An ``SFTTrainer`` whose loss covers only policy tokens (split out of :func:`run_sft` so tests can inspect it)."""
+    from trl import SFTConfig, SFTTrainer
+
+    add_protocol_tokens(tokenizer, model)
+    protocol = Protocol(tokenizer, protocol_config)
+    dataset = build_sft_dataset(samples, protocol, config)
+    use_cpu = (not torch.cuda.is_available()) if config.use_cpu is None else config.use_cpu
+    if not config.bf16 and next(model.parameters()).dtype != torch.float32:
+        model.to(torch.float32)  # a bf16 inference checkpoint would train poorly without mixed precision
+    args = SFTConfig(
+        output_dir=output_dir,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_length=config.max_length,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        bf16=config.bf16,
+        fp16=False,
+        use_cpu=use_cpu,
+        activation_checkpointing=config.gradient_checkpointing,  # transformers 5 name of gradient_checkpointing
+        completion_only_loss=True,  # fold completion_mask (= policy_mask) into labels (-100 on input tokens)
+        packing=False,
+        report_to="none",
+    )
+    callbacks: list[TrainerCallback] = []
+    if config.marker_lr_multiplier != 1:
+        rows = [tokenizer.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS]
+        callbacks.append(MarkerRowBoost(model, rows, config.marker_lr_multiplier))
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      callbacks=callbacks)
+
+
+def run_sft(model: Any, tokenizer: Any, samples: list[Sample], config: SFTStageConfig, output_dir: str,
+            protocol_config: ProtocolConfig | None = None,
+            resume_from_checkpoint: str | bool | None = None) -> dict[str, Any]:
+    """Train on the samples' teacher traces; save a plain HF dir (model + tokenizer) to ``output_dir``.
+
+    Returns metrics: ``steps``, ``loss_first``/``loss_last`` (logged train loss), ``seconds``, ``samples``,
+    ``tokens`` and ``policy_tokens`` (per pass over the traces).
+    """
+    t0 = time.perf_counter()
+    trainer = build_sft_trainer(model, tokenizer, samples, config, output_dir, protocol_config)
+    data = trainer.train_dataset
+    out = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.save_model(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        "steps": int(trainer.state.global_step),
+        "loss_first": float(losses[0]) if losses else float("nan"),
+        "loss_last": float(losses[-1]) if losses else float("nan"),
+        "train_loss": float(out.training_loss),
+        "seconds": time.perf_counter() - t0,
+        "samples": len(samples),
+        "tokens": sum(len(x) for x in data["input_ids"]),
+        "policy_tokens": sum(sum(1 for t in lab if t != -100) for lab in data["labels"]),
+        "output_dir": output_dir,
+    }

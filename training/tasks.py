@@ -1,0 +1,356 @@
+"""Built-in training/eval tasks: seeded streaming word problems (text, spoken) and synthetic shape videos.
+
+Why built in: RL needs an endless supply of streams with exact answers and no downloads. A word problem mixes
+sentences that change the answer with distractors that carry numbers too (GSM-Symbolic / GSM-NoOp style), so an
+ideal policy thinks on the former and skips the latter; ``teacher`` records exactly that, chunk by chunk.
+
+Everything is a pure function of an integer seed (``random.Random(seed)``, never global state). Splits are
+disjoint seed ranges: ``train`` uses seeds ``0 .. 999_999``, ``test`` uses seeds from ``1_000_000`` on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from adasr_mm.adapters.text import chunks_from_text
+from adasr_mm.errors import ConfigError, InputError
+from adasr_mm.training.sample import Sample
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+#: First seed of each split; train seeds stay below the test offset, so the splits never overlap.
+SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_000}
+MAX_VALUE = 1000  # answers and every intermediate value stay positive integers below this
+
+NAMES = (("Tom", "he"), ("Anna", "she"), ("Liam", "he"), ("Maria", "she"), ("Noah", "he"), ("Emma", "she"),
+         ("Omar", "he"), ("Sofia", "she"), ("Ravi", "he"), ("Mei", "she"), ("Lucas", "he"), ("Chloe", "she"),
+         ("Diego", "he"), ("Aisha", "she"), ("Ben", "he"), ("Priya", "she"), ("Jack", "he"), ("Yuki", "she"),
+         ("Ethan", "he"), ("Zara", "she"))
+OBJECTS = ("apples", "marbles", "stickers", "pencils", "cookies", "stamps", "books", "coins", "cards", "seashells",
+           "balloons", "candies", "crayons", "eggs", "oranges", "beads", "buttons", "toy cars", "postcards",
+           "feathers", "muffins", "comics")
+COLOURS = ("green", "purple", "yellow", "orange", "blue", "red", "pink", "silver")
+
+START_TEMPLATES = (
+    "{name} has {n} {obj}.",
+    "{name} starts the day with {n} {obj}.",
+    "There are {n} {obj} in {name}'s bag.",
+    "At first, {name} owns {n} {obj}.",
+    "{name} keeps {n} {obj} in a wooden box.",
+    "{name} collected {n} {obj} last summer.",
+)
+
+
+@dataclass(frozen=True)
+class _Update:
+    """A relevant sentence: ``op`` in + - * / applied to the running total."""
+
+    op: str
+    text: str
+    factor: int = 0  # fixed multiplier/divisor of the template (0: drawn from 2-5 when it divides)
+
+
+# {Subj}/{SubjPoss} open a sentence: a pronoun after a sentence about the same person, else the name (so a
+# distractor about someone else never makes "he"/"her" ambiguous). {poss} refers to {name} in the same sentence.
+UPDATES = (
+    _Update("+", "{name} buys {k} more {obj} at the market."),
+    _Update("+", "Then {name} finds {k} {obj} under an old bench."),
+    _Update("+", "{Subj} receives {k} {obj} from a friend as a gift."),
+    _Update("+", "Later, {name} wins {k} {obj} in a school contest."),
+    _Update("+", "A kind neighbour gives {name} another {k} {obj}."),
+    _Update("+", "On the way home, {subj} collects {k} more {obj}."),
+    _Update("+", "{SubjPoss} grandmother sends {name} {k} {obj} by mail."),
+    _Update("+", "At the fair, {name} gets {k} extra {obj}."),
+    _Update("-", "{name} gives {k} {obj} to a classmate."),
+    _Update("-", "Sadly, {subj} loses {k} {obj} on the bus."),
+    _Update("-", "{name} trades away {k} of {poss} {obj}."),
+    _Update("-", "{SubjPoss} little brother takes {k} {obj} without asking."),
+    _Update("-", "{name} uses {k} {obj} for an art project."),
+    _Update("-", "{name} sells {k} {obj} at the yard sale."),
+    _Update("-", "After lunch, {subj} gives {k} {obj} to {poss} teacher."),
+    _Update("*", "{name} doubles the number of {obj} {poss_subj} has.", 2),
+    _Update("*", "By the weekend, {name} has twice as many {obj} as before.", 2),
+    _Update("*", "A month later, {name} has three times as many {obj} as before.", 3),
+    _Update("*", "{name} triples {poss} pile of {obj}.", 3),
+    _Update("/", "{name} gives away half of {poss} {obj}.", 2),
+    _Update("/", "{name} loses half of {poss} {obj} in a storm.", 2),
+    _Update("/", "{name} keeps only a third of {poss} {obj} and donates the rest.", 3),
+    _Update("/", "{name} splits {poss} {obj} equally into {d} boxes and keeps one box."),
+    _Update("/", "{name} shares {poss} {obj} equally with {friends} and keeps one share."),
+)
+
+#: (template, range of {r}) — irrelevant sentences, many with numbers, none changing the count.
+DISTRACTORS: tuple[tuple[str, tuple[int, int] | None], ...] = (
+    ("The sky is bright and blue today.", None),
+    ("The weather is cold and windy this morning.", None),
+    ("It rained for {r} hours yesterday.", (2, 9)),
+    ("The school bus has {r} windows on each side.", (4, 12)),
+    ("{other}'s favourite colour is {colour}.", None),
+    ("A dog barks loudly across the street.", None),
+    ("There are {r} tall trees along the road.", (5, 40)),
+    ("The library closes at {r} o'clock in the evening.", (5, 9)),
+    ("{other} is {r} years old.", (6, 15)),
+    ("The cat sleeps on the sofa all afternoon.", None),
+    ("The train to the city takes {r} minutes.", (15, 55)),
+    ("Some of the {obj} are a little smaller than the others.", None),
+    ("The {obj} are kept in a {colour} basket.", None),
+    ("The park has {r} benches near the pond.", (3, 20)),
+    ("{name}'s teacher loves to sing in the morning.", None),
+    ("The football match ends with a score of {r} to {r2}.", (0, 6)),
+    ("{name}'s house has {r} windows and a red door.", (4, 16)),
+    ("A bakery nearby sells {r} kinds of bread.", (3, 12)),
+    ("{other} has {r} {obj2} at home.", (3, 30)),
+    ("The shop is {r} kilometres away from the school.", (2, 9)),
+)
+
+QUESTIONS = (
+    "How many {obj} does {name} have now?",
+    "How many {obj} does {name} have at the end?",
+    "In the end, how many {obj} does {name} have?",
+    "How many {obj} does {name} have after all of this?",
+)
+
+
+def _seed_range(split: str, n: int, offset: int) -> range:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; built-in tasks have: {', '.join(SPLITS)}")
+    if n < 0 or offset < 0:
+        raise ConfigError(f"n and offset must be >= 0, got n={n}, offset={offset}")
+    base = SPLIT_SEED_OFFSET[split]
+    if split == "train" and offset + n > SPLIT_SEED_OFFSET["test"]:
+        raise ConfigError(f"train seeds must stay below {SPLIT_SEED_OFFSET['test']} (the test split starts there); "
+                          f"got offset={offset}, n={n}")
+    return range(base + offset, base + offset + n)
+
+
+def _pick_update(rng: random.Random, cur: int, used: set[int]) -> tuple[int, int] | None:
+    """(template index, operand) of a feasible update that keeps every value a positive integer < MAX_VALUE."""
+    weights = {"+": 0.35, "-": 0.3, "*": 0.15, "/": 0.2}
+    ops = list(weights)
+    for _ in range(20):
+        op = rng.choices(ops, [weights[o] for o in ops])[0]
+        cands = [i for i, u in enumerate(UPDATES) if u.op == op and i not in used]
+        if not cands:
+            continue
+        i = rng.choice(cands)
+        u = UPDATES[i]
+        if op == "+" and cur + 2 < MAX_VALUE:
+            return i, rng.randint(2, min(30, MAX_VALUE - 1 - cur))
+        if op == "-" and cur >= 4:
+            return i, rng.randint(2, min(30, cur - 2))
+        if op == "*" and cur * u.factor < MAX_VALUE and cur <= 150:
+            return i, u.factor
+        if op == "/":
+            divisors = [u.factor] if u.factor else [2, 3, 4, 5]
+            ok = [d for d in divisors if cur % d == 0 and cur // d >= 2]
+            if ok:
+                return i, rng.choice(ok)
+    return None
+
+
+def make_word_problem(seed: int) -> Sample:
+    """A 3-8 sentence streaming word problem with an integer answer; one chunk per sentence at 150 words/min."""
+    rng = random.Random(seed)
+    name, pron = rng.choice(NAMES)
+    poss = "his" if pron == "he" else "her"
+    obj = rng.choice(OBJECTS)
+    other = rng.choice([n for n, _ in NAMES if n != name])
+    obj2 = rng.choice([o for o in OBJECTS if o != obj])
+    n_ops, n_dist = rng.randint(1, 4), rng.randint(1, 3)
+
+    start = rng.randint(4, 60)
+    cur = start
+    steps: list[tuple[str, int, int, int]] = []  # (op, operand, before, after)
+    used: set[int] = set()
+    picks: list[int] = []
+    while len(steps) < n_ops:
+        got = _pick_update(rng, cur, used)
+        if got is None:  # nothing else fits (rare): a small gain always does
+            got = next(i for i, u in enumerate(UPDATES) if u.op == "+" and i not in used), 2
+        i, arg = got
+        used.add(i)
+        picks.append(i)
+        op = UPDATES[i].op
+        after = {"+": cur + arg, "-": cur - arg, "*": cur * arg, "/": cur // arg}[op]
+        steps.append((op, arg, cur, after))
+        cur = after
+
+    total = 1 + n_ops + n_dist
+    dist_slots = set(rng.sample(range(1, total), n_dist))
+    dist_templates = rng.sample(range(len(DISTRACTORS)), n_dist)
+    sentences: list[str] = []
+    teacher: list[str | None] = []
+    relevant: list[bool] = []
+    upd = iter(zip(picks, steps, strict=True))
+    dist = iter(dist_templates)
+    for pos in range(total):
+        if pos == 0:
+            sentences.append(rng.choice(START_TEMPLATES).format(name=name, n=start, obj=obj))
+            teacher.append(f"Starts with {start} {obj}.")
+            relevant.append(True)
+        elif pos in dist_slots:
+            tpl, rr = DISTRACTORS[next(dist)]
+            r = rng.randint(*rr) if rr else 0
+            sentences.append(tpl.format(name=name, other=other, obj=obj, obj2=obj2, r=r,
+                                        r2=rng.randint(*rr) if rr else 0, colour=rng.choice(COLOURS)))
+            teacher.append(None)
+            relevant.append(False)
+        else:
+            i, (op, arg, _before, after) = next(upd)
+            same_person = relevant[-1]
+            subj = pron if same_person else name
+            text = UPDATES[i].text.format(
+                name=name, subj=subj, Subj=subj[:1].upper() + subj[1:], poss=poss, poss_subj=pron,
+                SubjPoss=poss.capitalize() if same_person else f"{name}'s", obj=obj, k=arg, d=arg,
+                friends="a friend" if arg == 2 else f"{arg - 1} friends")
+            sentences.append(text[:1].upper() + text[1:])
+            sym = {"+": "+", "-": "-", "*": "x", "/": "/"}[op]
+            teacher.append(f"{sym}{arg} -> {after} {obj}.")
+            relevant.append(True)
+
+    text = " ".join(sentences)
+    chunks = list(chunks_from_text(text, source=f"wp-{seed}"))
+    if [c.text for c in chunks] != sentences:  # a template broke the one-sentence-one-chunk rule
+        raise RuntimeError(f"word problem {seed}: sentences did not map one-to-one onto chunks")
+    if not 0 < cur < MAX_VALUE:
+        raise RuntimeError(f"word problem {seed}: answer {cur} out of range")
+    deep_sym = {"+": "+", "-": "-", "*": "*", "/": "/"}
+    deep = "; ".join(f"{b} {deep_sym[op]} {a} = {c}" for op, a, b, c in steps) + "."
+    question = rng.choice(QUESTIONS).format(obj=obj, name=name)
+    question = question[:1].upper() + question[1:]
+    return Sample(id=f"wp-{seed}", question=question, answer=str(cur), modality="text", chunks=chunks,
+                  context=text, duration=chunks[-1].end, teacher=teacher, teacher_deep=deep,
+                  meta={"seed": seed, "relevant": relevant, "task": "word_problem",
+                        "start": start, "ops": [[op, a] for op, a, _, _ in steps]})
+
+
+def word_problems(split: str, n: int, offset: int = 0) -> list[Sample]:
+    """``n`` word problems of ``split`` (train: seeds ``offset..``; test: seeds ``1_000_000 + offset..``)."""
+    return [make_word_problem(s) for s in _seed_range(split, n, offset)]
+
+
+# -- spoken and video forms -----------------------------------------------------------------------------------
+def samples_dir() -> Path:
+    """The repo's ``samples/`` (the install is editable; ``training/`` sits at the repo root)."""
+    d = Path(__file__).resolve().parents[1] / "samples"
+    if not d.is_dir():
+        raise InputError(f"the bundled samples directory {d} is missing: it ships with the source checkout "
+                         "(git clone), not with a wheel install")
+    return d
+
+
+def _atomic_render(path: Path, render: Callable[[Path], None]) -> None:
+    """Render to a temporary name, then rename: an interrupted run never leaves a half-written file behind."""
+    if path.is_file() and path.stat().st_size > 0:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        render(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _espeak() -> str:
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise InputError("spoken word problems need the 'espeak-ng' binary (apt-get install espeak-ng); without "
+                         "it use the pre-rendered fixtures in samples/audio (bundled_spoken_samples())")
+    return exe
+
+
+def speak(text: str, path: Path) -> None:
+    """``espeak-ng -v en-us -s 150`` (the papers' 150 words/min) of ``text`` into a wav file."""
+    r = subprocess.run([_espeak(), "-v", "en-us", "-s", "150", "-w", str(path), text], capture_output=True, text=True)
+    if r.returncode != 0 or not path.is_file():
+        raise InputError(f"espeak-ng failed ({r.returncode}): {r.stderr.strip() or 'no output file'}")
+
+
+def spoken_word_problems(n: int, split: str, out_dir: Path) -> list[Sample]:
+    """Word problems read aloud by espeak-ng into ``out_dir`` (existing renders are reused).
+
+    ASR decides the audio chunks, so the per-sentence reference thoughts move to ``meta["text_teacher"]``
+    (``prepare`` restores ``teacher`` when the ASR yields one chunk per sentence)."""
+    _espeak()  # fail before generating anything
+    out: list[Sample] = []
+    for s in word_problems(split, n):
+        wav = Path(out_dir) / f"{s.id}.wav"
+        _atomic_render(wav, lambda p, text=s.context: speak(text or "", p))
+        meta = {"seed": s.meta["seed"], "task": "spoken_word_problem", "text_teacher": s.teacher,
+                "text_relevant": s.meta["relevant"]}
+        out.append(Sample(id=f"{s.id}-audio", question=s.question, answer=s.answer, modality="audio",
+                          media=str(wav.resolve()), context=s.context, teacher_deep=s.teacher_deep, meta=meta))
+    return out
+
+
+def video_problems(n: int, split: str, out_dir: Path) -> list[Sample]:
+    """Synthetic shape videos (``random_scene(seed)``) rendered to mp4, asking the scene's counting question."""
+    from adasr_mm.adapters.synthetic import random_scene, render_scene
+
+    out: list[Sample] = []
+    for seed in _seed_range(split, n, 0):
+        scene = random_scene(seed)
+        mp4 = Path(out_dir) / f"scene-{seed}.mp4"
+        _atomic_render(mp4, lambda p, sc=scene: render_scene(sc, p))
+        question, answer = scene.qa[0]
+        out.append(Sample(id=f"video-{seed}", question=question, answer=answer, modality="video",
+                          media=str(mp4.resolve()), duration=scene.duration,
+                          meta={"seed": seed, "task": "video_count", "scene": scene.to_dict()}))
+    return out
+
+
+def _bundled(sub: str) -> tuple[Path, dict[str, dict]]:
+    d = samples_dir() / sub
+    index = d / "samples.json"
+    if not index.is_file():
+        raise InputError(f"bundled sample index {index} is missing")
+    return d, json.loads(index.read_text(encoding="utf-8"))
+
+
+def bundled_spoken_samples() -> list[Sample]:
+    """The committed spoken fixtures (``samples/audio``), usable without espeak-ng."""
+    d, index = _bundled("audio")
+    return [Sample(id=f"bundled-audio-{Path(name).stem}", question=rec["question"], answer=str(rec["answer"]),
+                   modality="audio", media=str((d / name).resolve()), context=rec.get("text"),
+                   meta={"task": "bundled_audio", **({"pauses": rec["pauses"]} if "pauses" in rec else {})})
+            for name, rec in index.items()]
+
+
+def bundled_video_samples() -> list[Sample]:
+    """The committed synthetic videos (``samples/video``) with their exact event lists."""
+    d, index = _bundled("video")
+    return [Sample(id=f"bundled-video-{Path(name).stem}", question=rec["question"], answer=str(rec["answer"]),
+                   modality="video", media=str((d / name).resolve()), duration=rec.get("duration"),
+                   meta={"task": "bundled_video", "events": rec.get("events", [])})
+            for name, rec in index.items()]
+
+
+def builtin_task(modality: str, split: str, n: int, out_dir: Path) -> list[Sample]:
+    """``n`` built-in samples of ``modality`` (text | audio | video); media are rendered under ``out_dir``."""
+    if modality == "text":
+        return word_problems(split, n)
+    if modality == "audio":
+        if shutil.which("espeak-ng") is None:  # a fresh machine: the committed spoken fixtures stand in
+            bundled = bundled_spoken_samples()
+            log.warning("espeak-ng not found: using the %d bundled spoken samples instead of rendering %d",
+                        len(bundled), n)
+            return bundled[:n]
+        return spoken_word_problems(n, split, Path(out_dir) / "audio")
+    if modality == "video":
+        return video_problems(n, split, Path(out_dir) / "video")
+    raise ConfigError(f"no built-in task for modality {modality!r}; choose text, audio or video")
+
+
+__all__ = ["DISTRACTORS", "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task", "bundled_spoken_samples",
+           "bundled_video_samples", "make_word_problem", "samples_dir", "spoken_word_problems", "video_problems",
+           "word_problems"]
