@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from adasr_mm.advantages import DEEP, ENV, STREAM, AdvantageConfig, RewardBatch, get_advantage, group_normalize
+from adasr_mm.advantages import (
+    DEEP,
+    ENV,
+    STREAM,
+    AdvantageConfig,
+    RewardBatch,
+    get_advantage,
+    group_normalize,
+)
 
 # rollouts i = 0, 1, 2 of one stream: (R, R_stream, R_deep)
 ROWS = [(2.0, 1.0, 3.0), (1.0, 1.0, 1.0), (0.0, 4.0, 2.0)]
