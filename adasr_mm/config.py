@@ -228,3 +228,21 @@ def apply_config_flags(cfg: AdasrConfig, args: argparse.Namespace) -> AdasrConfi
             _, name, key = dest.split("__", 2)
             updates.setdefault(name, {})[key] = value
     return update_config(cfg, updates)
+
+
+def default_yaml_text() -> str:
+    """``configs/default.yaml``: every section and key with its help text and default (kept in sync by a test)."""
+    import yaml
+
+    cfg = AdasrConfig()
+    lines = ["# Every runtime setting with its default. Any subset of this file works as --config; keys map 1:1 to",
+             "# CLI flags (--max-thought-tokens) and to overrides (policy.max_thought_tokens=16).", ""]
+    for name, section in sections(cfg).items():
+        lines.append(f"{name}:")
+        for f in dataclasses.fields(section):
+            v = getattr(section, f.name)
+            dumped = yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+            lines.append(f"  # {f.metadata.get('help', '')}")
+            lines.append(f"  {f.name}: {dumped}")
+        lines.append("")
+    return "\n".join(lines)

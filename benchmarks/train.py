@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sft-steps", type=int, default=60)
+    ap.add_argument("--sft-steps", type=int, default=40)
     ap.add_argument("--rl-steps", type=int, default=4)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--n-train", type=int, default=48)
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     sft_dir = work / "sft"
     if not (sft_dir / "config.json").is_file():
         model, tok = _load_model(None)
-        out["sft"] = run_sft(model, tok, train, SFTStageConfig(max_steps=args.sft_steps, learning_rate=1e-4),
-                             str(sft_dir))
+        out["sft"] = run_sft(model, tok, train, SFTStageConfig(max_steps=args.sft_steps), str(sft_dir))
     print(f"sft: {out.get('sft', 'reused ' + str(sft_dir))}", file=sys.stderr)
 
     # 2 + 3. HRPO vs GRPO, equal budget, several seeds; step times measured in the same runs

@@ -68,5 +68,8 @@ def test_cli_flags_come_from_the_dataclasses():
 def test_configs_default_yaml_lists_exactly_the_defaults():
     from pathlib import Path
 
+    from adasr_mm.config import default_yaml_text
+
     path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
     assert load_config(path) == AdasrConfig()
+    assert path.read_text() == default_yaml_text(), "regenerate: python -c 'from adasr_mm.config import ...'"

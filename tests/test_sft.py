@@ -13,8 +13,9 @@ from adasr_mm.training.sample import Sample
 from adasr_mm.training.sft import SFTStageConfig, build_sft_trainer, run_sft, teacher_trace
 
 STORIES = [
-    ("Tom has 5 apples in his basket. The weather is sunny and warm today. At the market he buys 3 more apples.",
-     "How many apples does Tom have now?", "8", ["Tom starts with 5 apples.", None, "5 + 3 = 8 apples."],
+    ("Tom has 5 apples in his basket. The weather is sunny and warm today. "
+     "At the market he buys 3 more apples.", "How many apples does Tom have now?", "8",
+     ["Tom starts with 5 apples.", None, "5 + 3 = 8 apples."],
      "He had 5 and bought 3, so 5 + 3 = 8."),
     ("A train leaves at 9 in the morning. Birds sing in the old oak tree. The ride takes 2 hours. "
      "The station has a red roof.", "When does the train arrive?", "11",
@@ -30,7 +31,8 @@ def _samples() -> list[Sample]:
     for i, (text, q, a, teacher, deep) in enumerate(STORIES):
         chunks = list(chunks_from_text(text))
         assert len(chunks) == len(teacher)
-        out.append(Sample(id=f"t{i}", question=q, answer=a, chunks=chunks, teacher=teacher, teacher_deep=deep))
+        out.append(Sample(id=f"t{i}", question=q, answer=a, chunks=chunks, teacher=teacher,
+                          teacher_deep=deep))
     # no teacher: the generic trace (skip all but the last chunk, empty deep reasoning)
     out.append(Sample(id="generic", question="What is the colour of the roof?", answer="red",
                       chunks=list(chunks_from_text(STORIES[1][0]))))
@@ -65,7 +67,8 @@ def test_teacher_traces_validate_and_mask_only_policy_tokens(make_tiny_policy, o
         prompt_len = len(p.prompt_ids(s.question))
         assert ids[:prompt_len] == p.prompt_ids(s.question) and not any(mask[:prompt_len])
         pos = prompt_len
-        for chunk, span, thought in zip(s.chunks, tr.responses, s.teacher or [None] * len(s.chunks), strict=True):
+        teacher = s.teacher or [None] * len(s.chunks)
+        for chunk, span, thought in zip(s.chunks, tr.responses, teacher, strict=True):
             cids = p.chunk_ids(chunk)
             assert ids[pos : pos + len(cids)] == cids and not any(mask[pos : pos + len(cids)])
             assert span.start == pos + len(cids) and all(mask[span.start : span.end])
@@ -141,15 +144,40 @@ def test_sft_loss_covers_only_policy_tokens(make_tiny_policy, tmp_path):
         hook.remove()
     with torch.no_grad():
         logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"]).logits
-        ref = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                                ignore_index=-100)
+        ref = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
+                                                labels[:, 1:].flatten(), ignore_index=-100)
     assert torch.allclose(loss.detach(), ref, atol=1e-4), (float(loss), float(ref))
-    # the final hidden state at position t only feeds the prediction of token t+1: its gradient is exactly zero
-    # wherever token t+1 is a prompt/chunk/pad token, so whatever the model predicts there cannot change the loss
+    # the final hidden state at position t only feeds the prediction of token t+1: its gradient is exactly
+    # zero wherever token t+1 is a prompt/chunk/pad token, so what the model predicts there cannot change
+    # the loss
     grad = captured["h"].grad
     zero = grad.abs().sum(-1) == 0
-    target_ignored = torch.cat([labels[:, 1:] == -100, torch.ones_like(labels[:, :1], dtype=torch.bool)], dim=1)
+    last = torch.ones_like(labels[:, :1], dtype=torch.bool)  # the last position predicts nothing
+    target_ignored = torch.cat([labels[:, 1:] == -100, last], dim=1)
     assert torch.equal(zero, target_ignored)
+
+
+def test_marker_rows_take_larger_steps(make_tiny_policy, tmp_path):
+    """One step with marker_lr_multiplier=k moves the protocol rows k times as far and the rest alike."""
+    import torch
+
+    from adasr_mm.protocol import PROTOCOL_TOKENS
+
+    deltas = {}
+    for k in (1.0, 4.0):
+        policy = make_tiny_policy()
+        emb = policy.model.get_input_embeddings().weight
+        before = emb.detach().clone()
+        cfg = SFTStageConfig(max_steps=1, per_device_train_batch_size=2, learning_rate=1e-3, warmup_ratio=0.0,
+                             marker_lr_multiplier=k)
+        build_sft_trainer(policy.model, policy.tokenizer, _samples(), cfg, str(tmp_path / f"k{k}")).train()
+        deltas[k] = emb.detach() - before
+    rows = [policy.tokenizer.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS]
+    other = torch.ones(deltas[1.0].shape[0], dtype=torch.bool)
+    other[rows] = False
+    assert deltas[1.0][rows].abs().sum() > 0
+    assert torch.allclose(deltas[4.0][rows], 4 * deltas[1.0][rows], atol=1e-6)
+    assert torch.allclose(deltas[4.0][other], deltas[1.0][other], atol=1e-7)
 
 
 def test_tiny_sft_run_saves_a_loadable_policy(make_tiny_policy, tmp_path):
@@ -161,8 +189,9 @@ def test_tiny_sft_run_saves_a_loadable_policy(make_tiny_policy, tmp_path):
     assert 0 < metrics["policy_tokens"] < metrics["tokens"]
     assert metrics["loss_last"] < metrics["loss_first"]
     assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
-    loaded = StreamingPolicy.from_pretrained(PolicyConfig(policy=str(out), dtype="float32", max_thought_tokens=4,
-                                                          max_deep_tokens=4, max_answer_tokens=4))
+    loaded = StreamingPolicy.from_pretrained(PolicyConfig(policy=str(out), dtype="float32",
+                                                          max_thought_tokens=4, max_deep_tokens=4,
+                                                          max_answer_tokens=4))
     assert len(loaded.tokenizer) == len(policy.tokenizer)  # protocol tokens saved, nothing added again
     assert loaded.model.get_input_embeddings().weight.shape[0] == len(policy.tokenizer)
     s = _samples()[0]
@@ -186,8 +215,9 @@ def test_real_smollm2_sft_steps_and_reload(embedded_dir, tmp_path):
     metrics = run_sft(model, tok, _samples(), cfg, str(out))
     assert metrics["steps"] == 4
     assert metrics["loss_last"] < metrics["loss_first"]
-    loaded = StreamingPolicy.from_pretrained(PolicyConfig(policy=str(out), dtype="float32", max_thought_tokens=12,
-                                                          max_deep_tokens=16, max_answer_tokens=8))
+    loaded = StreamingPolicy.from_pretrained(PolicyConfig(policy=str(out), dtype="float32",
+                                                          max_thought_tokens=12, max_deep_tokens=16,
+                                                          max_answer_tokens=8))
     s = _samples()[0]
     sess = Session(loaded, s.question, clock="instant")
     for c in s.chunks:

@@ -1,17 +1,19 @@
-"""SFT warm start (METHOD.md §4): teach a small model the streaming protocol from programmatic teacher traces.
+"""SFT warm start (METHOD.md §4): teach a small model the streaming protocol from teacher traces.
 
 A teacher trace is the exact token sequence the streaming policy would produce at inference if it wrote the
-teacher's texts: the same pieces (prompt, each chunk, each thought or skip, end-of-stream, deep reasoning, answer,
-EOS), each tokenized separately exactly as :class:`~adasr_mm.protocol.Protocol` renders them. Training on any other
-tokenization would teach token boundaries the policy never sees. The loss covers only the tokens the policy writes
-(``policy_mask == 1``); prompt, chunks, ``<|end_of_stream|>`` and a context-first question are input, like
-``env_mask == 0`` in RL.
+teacher's texts: the same pieces (prompt, each chunk, each thought or skip, end-of-stream, deep reasoning,
+answer, EOS), each tokenized separately exactly as :class:`~adasr_mm.protocol.Protocol` renders them. Any
+other tokenization would teach token boundaries the policy never sees. The loss covers only the tokens the
+policy writes (``policy_mask == 1``); prompt, chunks, ``<|end_of_stream|>`` and a context-first question are
+input, like ``env_mask == 0`` in RL.
 
-Loss masking uses TRL's own mechanism for pre-tokenized datasets: an ``input_ids`` + ``completion_mask`` dataset with
-``completion_only_loss=True``. ``SFTTrainer._prepare_dataset`` (trl 1.16) folds the mask into a ``labels`` column
-(``-100`` where the mask is 0) and its collator pads labels with ``-100``; the fused LM head then scores only positions
-whose label is not ``-100``. The mask is per token, not a single prompt/completion split, so the interleaved
-chunk/thought structure needs no trainer subclass.
+Loss masking uses TRL's own mechanism for pre-tokenized datasets: ``input_ids`` + ``completion_mask``
+columns with ``completion_only_loss=True``. ``SFTTrainer._prepare_dataset`` (trl 1.16) folds the mask into a
+``labels`` column (``-100`` where the mask is 0), its collator pads labels with ``-100``, and the fused LM
+head scores only positions whose label is not ``-100``. The mask is per token, not one prompt/completion
+split, so the interleaved chunk/thought structure needs no trainer subclass. One callback
+(:class:`MarkerRowBoost`) gives the new, mean-initialised protocol-token rows larger steps: without it a
+short warm start learns the text but never to emit the markers.
 """
 
 from __future__ import annotations
@@ -40,33 +42,33 @@ GENERIC_THOUGHT = "The stream is complete; time to work out the answer."
 class SFTStageConfig:
     """One short supervised stage on teacher traces (defaults: a CPU-sized warm start of SmolLM2-135M)."""
 
-    max_steps: int = field(default=60, metadata={"help": "optimizer steps (the traces are cycled as needed)"})
+    max_steps: int = field(default=60, metadata={"help": "optimizer steps (traces are cycled as needed)"})
     learning_rate: float = field(default=5e-5, metadata={"help": "peak AdamW learning rate"})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "traces per micro-batch"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     max_length: int = field(
-        default=1024, metadata={"help": "traces longer than this are cut at the end (a warning says how many)"}
+        default=1024, metadata={"help": "traces longer than this lose their end (a warning says how many)"}
     )
     warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of max_steps with linear LR warmup"})
     seed: int = field(default=0, metadata={"help": "seed for data order and initialisation"})
-    logging_steps: int = field(default=1, metadata={"help": "log the loss every N steps (first/last loss metrics)"})
+    logging_steps: int = field(default=1, metadata={"help": "log the loss every N steps (first/last loss)"})
     save_steps: int = field(
         default=0, metadata={"help": "write a resumable checkpoint every N steps; 0 = only the final model"}
     )
-    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU); False trains in float32"})
-    use_cpu: bool | None = field(default=None, metadata={"help": "train on CPU; None = auto (CPU when no CUDA)"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU); False = float32"})
+    use_cpu: bool | None = field(default=None, metadata={"help": "train on CPU; None = without CUDA"})
     gradient_checkpointing: bool = field(
         default=False, metadata={"help": "trade compute for memory; off by default: small models on CPU"}
     )
     generic_thought: str = field(
         default=GENERIC_THOUGHT,
-        metadata={"help": "thought on the last chunk of samples without teacher thoughts (the others are skipped)"},
+        metadata={"help": "thought on the last chunk of samples without teacher thoughts (others: skipped)"},
     )
-    generic_deep: str = field(default="", metadata={"help": "deep reasoning for samples without teacher_deep"})
+    generic_deep: str = field(default="", metadata={"help": "deep reasoning of samples without teacher_deep"})
     marker_lr_multiplier: float = field(
-        default=10.0,
-        metadata={"help": "the protocol-token embedding rows (new, mean-initialised) take steps this many times "
-                          "larger than the rest of the model; 1 = plain training"},
+        default=20.0,
+        metadata={"help": "the protocol-token embedding rows (new, mean-initialised) take steps this many "
+                          "times larger than the rest of the model; 1 = plain training"},
     )
 
     def __post_init__(self) -> None:
@@ -89,7 +91,7 @@ class SFTStageConfig:
 
 
 def _check_text(what: str, text: str) -> None:
-    """Teacher text must not contain protocol markers: they would be tokenized as markers and break the trace."""
+    """Teacher text must not contain protocol markers: they would tokenize as markers and break the trace."""
     bad = [m for m in PROTOCOL_TOKENS if m in text]
     if bad:
         raise ValueError(f"{what} contains protocol markers {bad}: {text!r}")
@@ -103,7 +105,7 @@ def sample_chunks(sample: Sample) -> list[TimedChunk]:
         from adasr_mm.adapters.text import chunks_from_text
 
         return list(chunks_from_text(sample.context))
-    raise ValueError(f"sample {sample.id}: media samples need their chunks first (run `adasr-mm prepare`)")
+    raise ValueError(f"sample {sample.id}: media samples need chunks first (run `adasr-mm prepare`)")
 
 
 def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GENERIC_THOUGHT,
@@ -121,10 +123,11 @@ def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GEN
     else:
         thoughts = list(sample.teacher)
         if len(thoughts) != len(chunks):
-            raise ValueError(f"sample {sample.id}: {len(thoughts)} teacher thoughts for {len(chunks)} chunks")
+            raise ValueError(f"sample {sample.id}: {len(thoughts)} thoughts for {len(chunks)} chunks")
     deep = (sample.teacher_deep if sample.teacher_deep is not None else generic_deep).strip()
     answer = str(sample.answer).strip()
-    for what, text in (("deep reasoning", deep), ("answer", answer), *(("thought", t) for t in thoughts if t)):
+    texts = [("deep reasoning", deep), ("answer", answer), *(("thought", t) for t in thoughts if t)]
+    for what, text in texts:
         _check_text(f"sample {sample.id}: {what}", text)
 
     p = protocol
@@ -140,15 +143,15 @@ def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GEN
         put(p.chunk_ids(chunk), 0)
         put([p.ids.skip] if thought is None else p.encode(thought.strip() + EOT), 1)
     put(p.end_ids(sample.question), 0)
-    # Deep reasoning and answer in one encode: </think> is a special token, so the tokenizer splits there exactly
-    # as inference does when the deep phase stops at </think> and the answer phase starts fresh.
+    # Deep reasoning and answer in one encode: </think> is a special token, so the tokenizer splits there,
+    # exactly as inference does when the deep phase stops at </think> and the answer phase starts fresh.
     put(p.encode(deep + THINK_CLOSE + " \\boxed{" + answer + "}"), 1)
     put([p.ids.eos[0]], 1)
     return ids, mask
 
 
 def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStageConfig) -> Any:
-    """A pre-tokenized ``datasets.Dataset`` (``input_ids``, ``completion_mask``) of validated teacher traces."""
+    """A pre-tokenized ``datasets.Dataset`` (``input_ids``, ``completion_mask``) of validated traces."""
     from datasets import Dataset
 
     if not samples:
@@ -159,7 +162,7 @@ def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStag
         ids, mask = teacher_trace(s, protocol, config.generic_thought, config.generic_deep)
         report = protocol.parse(ids).validate(len(sample_chunks(s)))
         if report.violations:  # never teach a malformed trace
-            raise ValueError(f"sample {s.id}: teacher trace violates the protocol: {report.violations}")
+            raise ValueError(f"sample {s.id}: teacher trace breaks the protocol: {report.violations}")
         too_long += len(ids) > config.max_length
         rows["input_ids"].append(ids)
         rows["completion_mask"].append(mask)
@@ -172,11 +175,12 @@ def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStag
 class MarkerRowBoost(TrainerCallback):
     """Scale the optimizer's update of the protocol-token embedding rows by ``factor``.
 
-    Why: the markers start as the mean embedding and, with tied embeddings, must become distinct output directions.
-    At a learning rate that is gentle for the pretrained weights they barely move in a short warm start (measured on
-    SmolLM2-135M, 40 steps at 2e-4: the text is learned, yet p(<|eot|>) stays ~0.001 and no thought ends by itself).
-    Adam's per-element step is ~lr whatever the gradient's scale, so a few rows can only get larger steps by scaling
-    their update after the optimizer made it. Registered as a callback so the trainer itself stays stock TRL.
+    Why: the markers start as the mean embedding and, with tied embeddings, must become distinct output
+    directions. At a learning rate gentle enough for the pretrained weights they barely move in a short warm
+    start (SmolLM2-135M, 40 steps at 2e-4: the text is learned, yet p(<|eot|>) stays ~0.001 and no thought
+    ends by itself). Adam's per-element step is ~lr whatever the gradient's scale, so a few rows can only
+    take larger steps by scaling their update after the optimizer made it. A callback keeps the trainer
+    stock TRL.
     """
 
     def __init__(self, model: Any, rows: list[int], factor: float):
@@ -200,9 +204,9 @@ class MarkerRowBoost(TrainerCallback):
         self._before = []
 
 
-def build_sft_trainer(model: Any, tokenizer: Any, samples: list[Sample], config: SFTStageConfig, output_dir: str,
-                      protocol_config: ProtocolConfig | None = None) -> Any:
-    """An ``SFTTrainer`` whose loss covers only policy tokens (split out of :func:`run_sft` so tests can inspect it)."""
+def build_sft_trainer(model: Any, tokenizer: Any, samples: list[Sample], config: SFTStageConfig,
+                      output_dir: str, protocol_config: ProtocolConfig | None = None) -> Any:
+    """An ``SFTTrainer`` whose loss covers only policy tokens (separate from :func:`run_sft` for tests)."""
     from trl import SFTConfig, SFTTrainer
 
     add_protocol_tokens(tokenizer, model)
@@ -210,7 +214,7 @@ def build_sft_trainer(model: Any, tokenizer: Any, samples: list[Sample], config:
     dataset = build_sft_dataset(samples, protocol, config)
     use_cpu = (not torch.cuda.is_available()) if config.use_cpu is None else config.use_cpu
     if not config.bf16 and next(model.parameters()).dtype != torch.float32:
-        model.to(torch.float32)  # a bf16 inference checkpoint would train poorly without mixed precision
+        model.to(torch.float32)  # a bf16 inference checkpoint trains poorly without mixed precision
     args = SFTConfig(
         output_dir=output_dir,
         max_steps=config.max_steps,
@@ -218,7 +222,7 @@ def build_sft_trainer(model: Any, tokenizer: Any, samples: list[Sample], config:
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         max_length=config.max_length,
-        warmup_steps=config.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of total steps
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of max_steps
         seed=config.seed,
         logging_steps=config.logging_steps,
         save_strategy="steps" if config.save_steps else "no",
@@ -226,8 +230,8 @@ def build_sft_trainer(model: Any, tokenizer: Any, samples: list[Sample], config:
         bf16=config.bf16,
         fp16=False,
         use_cpu=use_cpu,
-        activation_checkpointing=config.gradient_checkpointing,  # transformers 5 name of gradient_checkpointing
-        completion_only_loss=True,  # fold completion_mask (= policy_mask) into labels (-100 on input tokens)
+        activation_checkpointing=config.gradient_checkpointing,  # transformers 5 name of the option
+        completion_only_loss=True,  # fold completion_mask (= policy_mask) into labels: -100 on input tokens
         packing=False,
         report_to="none",
     )
