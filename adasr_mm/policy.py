@@ -85,6 +85,7 @@ class PolicyState:
     decode_tokens: int = 0  # policy tokens processed by model calls
     forward_calls: int = 0
     evicted_tokens: int = 0
+    kept_from: int = 0  # trace position where the cached (non-evicted) region after the prompt starts
     reprefill_tokens: int = 0
     segments: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each chunk+response
     generator: torch.Generator | None = None
@@ -221,7 +222,8 @@ class StreamingPolicy:
         from transformers import DynamicCache
 
         kept = st.ids[: st.prompt_len] + st.ids[keep_from:]
-        st.evicted_tokens += keep_from - st.prompt_len
+        st.evicted_tokens += keep_from - max(st.kept_from, st.prompt_len)  # newly dropped tokens only
+        st.kept_from = keep_from
         st.cache = DynamicCache()
         x = torch.tensor([kept[: len(kept) - st.pending]], dtype=torch.long, device=self.device)
         if x.shape[1]:
@@ -232,7 +234,7 @@ class StreamingPolicy:
             st.forward_calls += 1
         st.reprefill_tokens += x.shape[1]
         st.cache_len = x.shape[1]
-        log.info("context full: evicted %d old tokens, re-prefilled %d", keep_from - st.prompt_len, x.shape[1])
+        log.info("context full: evicting up to position %d, re-prefilled %d tokens", keep_from, x.shape[1])
 
     # -- policy side -----------------------------------------------------------------------------------------
     def _sample(self, st: PolicyState, phase: str, also_forbid: tuple[int, ...] = ()) -> tuple[int, float]:

@@ -119,6 +119,7 @@ def test_long_stream_evicts_old_chunks_instead_of_overflowing(make_tiny_policy):
     _, res = _run(policy, _chunks(40))
     st = res.state
     assert st.evicted_tokens > 0 and st.reprefill_tokens > 0
+    assert st.evicted_tokens <= len(st.ids) - st.prompt_len  # each token is evicted at most once
     assert res.summary.chunks == 40
     assert res.summary.extra["evicted_tokens"] == st.evicted_tokens
 
