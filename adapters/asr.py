@@ -370,11 +370,15 @@ class StreamingASR:
         self._cut(cut)
 
     def pending_from(self) -> float:
-        """Stream time from which words may still be committed (everything before it is final)."""
-        if not self._utt_open:
+        """Stream time from which words may still be committed (everything before it is final).
+
+        Re-decoding the buffer (kept as context) can still add words anywhere after the last committed one, so
+        that - not the end of the last utterance - bounds what may come.
+        """
+        if not self._anchors or len(self._buf) == 0:
             return self._t
-        last = self.committed[-1].end if self.committed else 0.0
-        return max(last, self._to_stream(0.0) if self._anchors else 0.0)
+        last = self.committed[-1].end - 0.1 if self.committed else 0.0
+        return max(last, self._to_stream(0.0))
 
     def _due(self) -> bool:
         """Is a LocalAgreement pass due? Every ``min_chunk_s`` of speech while the compute budget

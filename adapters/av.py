@@ -22,6 +22,9 @@ from .asr import SR, ASRConfig
 from .audio import AudioAdapterConfig, AudioStream
 from .video import VideoConfig, VideoStream, describer_from_config
 
+#: Longest a visual chunk waits for the ASR: a late speech commit may then arrive after it (out of start order).
+MAX_HOLD_S = 4.0
+
 
 class AVSource:
     """Chunks from a file's soundtrack (streaming ASR) and frames (describer), in start-time order."""
@@ -106,7 +109,8 @@ class AVSource:
                 while held and held[0][0] <= c.start:
                     yield heapq.heappop(held)[2]
                 yield c
-            mark = audio.watermark
+            # a visual chunk waits for speech that may still start before it, but never more than MAX_HOLD_S
+            mark = max(audio.watermark, t - MAX_HOLD_S)
             while held and held[0][0] <= mark:
                 yield heapq.heappop(held)[2]
         interval = 1.0 / (self.video_info.fps or vcfg.fps)

@@ -69,3 +69,49 @@ def test_video_bad_inputs_via_cli(tmp_path):
     bad.write_bytes((VIDEO / "shapes.mp4").read_bytes()[:300])
     assert_clean_error(cli("run", bad, "-q", "Q?", "--modality", "video"), "is not a readable video file")
     assert_clean_error(cli("run", AUDIO / "pauses.flac", "-q", "Q?", "--modality", "video"), "has no video track")
+
+
+@pytest.mark.slow
+def test_late_speech_commits_after_later_visual_chunks_still_replay(tmp_path, make_tiny_policy):
+    """Held-out style file: speech re-committed late (context re-decoding) lands after a later visual chunk."""
+    import av
+    import numpy as np
+
+    from adasr_mm.adapters.audio_io import load_audio
+    from adasr_mm.replay import replay
+    from adasr_mm.session import Session
+
+    speech = load_audio(AUDIO / "pauses.flac")
+    path = tmp_path / "held.mp4"
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=15)
+        vs.width, vs.height, vs.pix_fmt = 160, 120, "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        for i in range(13 * 15):
+            img = np.full((120, 160, 3), 240, np.uint8)
+            if i > 45:
+                img[20:50, 20:50] = (220, 30, 30)
+            if i > 120:
+                img[60:100, 100:140] = (30, 60, 220)
+            for p in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        fr = av.AudioFrame.from_ndarray(speech[None, :], format="flt", layout="mono")
+        fr.sample_rate = 16000
+        rs = av.AudioResampler(format="fltp", layout="mono", rate=16000)
+        for f in [*rs.resample(fr), *rs.resample(None)]:
+            for p in a.encode(f):
+                c.mux(p)
+        for p in a.encode(None):
+            c.mux(p)
+    src = open_input(str(path), "auto", load_config())
+    policy = make_tiny_policy(max_thought_tokens=2, max_deep_tokens=2, max_answer_tokens=2)
+    res = replay(Session(policy, "How many marbles?", clock="simulated"), src)
+    mods = [e.chunk.modality for e in res.events if e.type == "chunk"]
+    assert mods.count("video") >= 2 and mods.count("audio") >= 2
+    for m in ("audio", "video"):  # each modality stays in start order; late speech may follow later visuals
+        starts = [e.chunk.start for e in res.events if e.type == "chunk" and e.chunk.modality == m]
+        assert starts == sorted(starts)
+    assert res.summary.answer_tokens >= 1
