@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg.train.n_train, cfg.train.n_eval = args.n_train, args.n_eval
     cfg.rl = RLStageConfig(max_steps=args.rl_steps, num_generations=4, learning_rate=2e-6, max_thought_tokens=16,
                            max_deep_tokens=48, max_answer_tokens=12, save_steps=10_000)
-    train = load_run_samples(cfg, "train", args.n_train, work)
-    test = load_run_samples(cfg, "test", args.n_eval, work)
+    train = load_run_samples(cfg, "train", args.n_train)
+    test = load_run_samples(cfg, "test", args.n_eval)
     out: dict = {"benchmark": "train", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(),
                  "n_train": len(train), "n_eval": len(test), "sft_steps": args.sft_steps, "rl_steps": args.rl_steps}
 

@@ -87,19 +87,16 @@ def load_train_config(path: str | None, overrides: list[str]) -> TrainConfig:
 
 
 # -- data --------------------------------------------------------------------------------------------------------
-def load_run_samples(cfg: TrainConfig, split: str, n: int, out: Path) -> list[Any]:
+def load_run_samples(cfg: TrainConfig, split: str, n: int) -> list[Any]:
     from .data import load_samples
 
     samples = load_samples(cfg.train.data, split=split, modality=cfg.train.modality, limit=n)
     if not samples:
         raise AdasrError(f"no {split} samples from {cfg.train.data!r}")
     if any(s.chunks is None for s in samples):
-        from .prepare import prepare
+        from .prepare import default_cache_dir, prepare
 
-        cache = Path(cfg.train.cache_dir) if cfg.train.cache_dir else None
-        if cache is None:
-            root = os.environ.get("ADASR_MM_CACHE")
-            cache = (Path(root).expanduser() if root else Path.home() / ".cache" / "adasr-mm") / "chunks"
+        cache = Path(cfg.train.cache_dir) if cfg.train.cache_dir else default_cache_dir()
         report = prepare(samples, cfg.adapters, cache)
         for sid, msg in report.failed:
             print(f"prepare: skipped sample {sid}: {msg}")
@@ -171,7 +168,7 @@ def run_train(a: argparse.Namespace) -> int:
         metrics.unlink()
     from .metrics import JsonlMetricsCallback, plot_metrics
 
-    samples = load_run_samples(cfg, "train", tc.n_train, out)
+    samples = load_run_samples(cfg, "train", tc.n_train)
     print(f"train: {len(samples)} {tc.modality} samples; stages {tc.stage_list}; run dir {out}")
     policy = tc.policy
     t0 = time.time()

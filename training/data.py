@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
@@ -40,9 +39,10 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 def cache_root() -> Path:
-    """``$ADASR_MM_CACHE`` or ``~/.cache/adasr-mm``: rendered built-in media and prepared chunk caches."""
-    env = os.environ.get("ADASR_MM_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "adasr-mm"
+    """adasr-mm's user cache (``$ADASR_MM_CACHE`` or ``~/.cache/adasr-mm``), shared with the model cache."""
+    from adasr_mm.models import cache_dir
+
+    return cache_dir()
 
 
 # -- records -> samples ----------------------------------------------------------------------------------------

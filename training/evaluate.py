@@ -43,7 +43,7 @@ def evaluate_and_print(checkpoint: str, cfg: Any, n: int, out: Path | None = Non
                        ) -> dict[str, Any]:
     from .cli import load_run_samples
 
-    samples = load_run_samples(cfg, "test", n, Path("."))
+    samples = load_run_samples(cfg, "test", n)
     results: dict[str, Any] = {}
     models = [("trained", checkpoint)] + ([("start", baseline)] if with_baseline else [])
     for label, pol in models:

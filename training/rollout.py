@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from adasr_mm.advantages import DEEP, ENV, STREAM
 from adasr_mm.policy import PolicyConfig, StreamingPolicy
 from adasr_mm.session import Session, SessionConfig, SessionResult
@@ -85,7 +83,3 @@ class StreamingRollout:
         finally:
             model.train(was_training)
         return rollout_from_result(sample, res, self.reward_config, self.check)
-
-    @torch.no_grad()
-    def run_many(self, samples: list[Sample], seeds: list[int]) -> list[Rollout]:
-        return [self.run(s, seed) for s, seed in zip(samples, seeds, strict=True)]
