@@ -8,7 +8,7 @@ import pytest
 from adasr_mm.adapters.text import chunks_from_text
 from adasr_mm.policy import PolicyConfig, StreamingPolicy
 from adasr_mm.protocol import SKIP, Protocol, ProtocolConfig
-from adasr_mm.session import Session
+from adasr_mm.session import Session, SessionConfig
 from adasr_mm.training.sample import Sample
 from adasr_mm.training.sft import SFTStageConfig, build_sft_trainer, run_sft, teacher_trace
 
@@ -224,3 +224,34 @@ def test_real_smollm2_sft_steps_and_reload(embedded_dir, tmp_path):
         list(sess.push(c))
     res = sess.finish()
     assert len(res.trace.responses) == len(s.chunks)
+
+
+def test_read_then_think_traces_match_the_session_layout(make_tiny_policy):
+    """An rtt trace is what a read-then-think session reads (prompt, chunks back to back, end) + the reasoning."""
+    from adasr_mm.training.sft import build_sft_dataset
+    from adasr_mm.training.tasks import word_problems
+
+    policy = make_tiny_policy()
+    p = policy.protocol
+    s = word_problems("train", 1, level="easy")[0]
+    ids, mask = teacher_trace(s, p, rtt=True)
+    first = mask.index(1)
+    sess = Session(policy, s.question, SessionConfig(mode="read-then-think"), clock="instant")
+    for c in s.chunks:
+        list(sess.push(c))
+    res = sess.finish()
+    assert res.state.ids[:first] == ids[:first]  # identical input, token for token
+    assert p.parse(ids).validate(len(s.chunks), streaming=False).violations == []
+    assert p.decode(ids[first:]).startswith(s.teacher_rtt) and all(mask[first:])
+    # a streaming trace of the same sample ends with the short deep phase instead
+    sids, smask = teacher_trace(s, p)
+    assert s.teacher_deep in p.decode([t for t, m in zip(sids, smask, strict=True) if m])
+    # rtt_fraction adds read-then-think rows for that share of the samples that have teacher_rtt
+    samples = word_problems("train", 8, level="easy") + _samples()
+    for frac, extra in ((0.0, 0), (0.25, 2), (1.0, 8)):
+        data = build_sft_dataset(samples, p, SFTStageConfig(rtt_fraction=frac))
+        assert len(data) == len(samples) + extra
+    with pytest.raises(ValueError, match="needs teacher_rtt"):
+        teacher_trace(_samples()[0], p, rtt=True)
+    with pytest.raises(ValueError, match="rtt_fraction"):
+        SFTStageConfig(rtt_fraction=1.5)

@@ -73,8 +73,25 @@ def test_answers_follow_from_teacher_thoughts_meta_and_deep_steps(split):
             value = {"+": value + k, "-": value - k, "*": value * k, "/": value // k}[op]
             assert 0 < value < 1000
         assert value == answer
-        assert s.teacher_deep.endswith(f"= {answer}.")
+        assert s.teacher_rtt.endswith(f"= {answer}.") and s.teacher_rtt.startswith(f"Starts with {s.meta['start']} ")
+        assert f" {answer} " in s.teacher_deep  # the deep phase reads the total off the stream's last thought
         assert check_answer(s.answer, str(answer))
+
+
+def test_easy_level_is_a_smaller_task_with_its_own_ids():
+    easy = word_problems("train", 200, level="easy")
+    assert all(s.id == f"wp-easy-{s.meta['seed']}" and s.meta["level"] == "easy" for s in easy)
+    for s in easy:
+        assert 3 <= len(s.chunks) <= 5 and 1 <= len(s.meta["ops"]) <= 2
+        assert 3 <= s.meta["start"] <= 20 and all(op in "+-" and 2 <= k <= 9 for op, k in s.meta["ops"])
+        assert _replay_teacher(s) == int(s.answer)
+    assert {op for s in easy for op, _ in s.meta["ops"]} == {"+", "-"}
+    # the standard task is unchanged by the level knob (same seeds, same problems)
+    assert word_problems("train", 5) == word_problems("train", 5, level="standard")
+    with pytest.raises(ConfigError, match="unknown word-problem level 'hard'"):
+        word_problems("train", 1, level="hard")
+    assert [s.id for s in load_samples("builtin:easy", "test", "text", limit=2)] == ["wp-easy-1000000",
+                                                                                      "wp-easy-1000001"]
 
 
 def test_each_sentence_is_one_chunk_with_aligned_teacher():

@@ -109,6 +109,7 @@ def record_to_sample(rec: Any, where: str, modality: str | None = None, base_dir
         raise InputError(f"{where}: mismatched modality: the record is {rec_mod!r} but {modality!r} was requested")
     sid = str(rec.get("id") if rec.get("id") is not None else default_id)
     kw: dict[str, Any] = {"teacher": rec.get("teacher"), "teacher_deep": rec.get("teacher_deep"),
+                          "teacher_rtt": rec.get("teacher_rtt"),
                           "duration": rec.get("duration"), "meta": dict(rec.get("meta") or {})}
     if form == "context":
         if not isinstance(rec["context"], str):
@@ -218,11 +219,12 @@ def load_samples(source: str, split: str = "train", modality: str | None = None,
         raise ConfigError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
     if limit is not None and limit < 0:
         raise ConfigError(f"limit must be >= 0, got {limit}")
-    if source == "builtin":
+    if source == "builtin" or source.startswith("builtin:"):
         from .tasks import builtin_task
 
         n = BUILTIN_DEFAULT_N if limit is None else limit
-        return builtin_task(modality or "text", split, n, media_dir or cache_root() / "builtin")
+        level = source.partition(":")[2] or "standard"
+        return builtin_task(modality or "text", split, n, media_dir or cache_root() / "builtin", level)
     path = Path(source).expanduser()
     base_dir: Path | None = None
     records: Iterable[tuple[str, Any]]

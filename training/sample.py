@@ -30,6 +30,8 @@ class Sample:
     teacher: list[str | None] | None = None
     #: brief reference reasoning for the deep phase (before the boxed answer)
     teacher_deep: str | None = None
+    #: reference reasoning of a read-then-think policy (everything read first), for mixed SFT traces
+    teacher_rtt: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -47,7 +49,7 @@ class Sample:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "question": self.question, "answer": self.answer,
                              "modality": self.modality}
-        for k in ("context", "media", "duration", "teacher", "teacher_deep"):
+        for k in ("context", "media", "duration", "teacher", "teacher_deep", "teacher_rtt"):
             v = getattr(self, k)
             if v is not None:
                 d[k] = v
@@ -62,4 +64,5 @@ class Sample:
         chunks = [TimedChunk.from_dict(c) for c in d["chunks"]] if d.get("chunks") is not None else None
         return cls(id=str(d["id"]), question=d["question"], answer=str(d["answer"]), modality=d.get("modality", "text"),
                    chunks=chunks, context=d.get("context"), media=d.get("media"), duration=d.get("duration"),
-                   teacher=d.get("teacher"), teacher_deep=d.get("teacher_deep"), meta=dict(d.get("meta") or {}))
+                   teacher=d.get("teacher"), teacher_deep=d.get("teacher_deep"),
+                   teacher_rtt=d.get("teacher_rtt"), meta=dict(d.get("meta") or {}))

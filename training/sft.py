@@ -65,6 +65,12 @@ class SFTStageConfig:
         metadata={"help": "thought on the last chunk of samples without teacher thoughts (others: skipped)"},
     )
     generic_deep: str = field(default="", metadata={"help": "deep reasoning of samples without teacher_deep"})
+    rtt_fraction: float = field(
+        default=0.25,
+        metadata={"help": "also train read-then-think traces (all chunks, then full reasoning) for this fraction "
+                          "of samples that have teacher_rtt: the same model then serves both modes, and its "
+                          "streaming deep phase learns to be short because the stream already did the work"},
+    )
     marker_lr_multiplier: float = field(
         default=20.0,
         metadata={"help": "the protocol-token embedding rows (new, mean-initialised) take steps this many "
@@ -82,6 +88,8 @@ class SFTStageConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not (self.marker_lr_multiplier >= 1 and math.isfinite(self.marker_lr_multiplier)):
             raise ValueError(f"marker_lr_multiplier must be >= 1, got {self.marker_lr_multiplier}")
+        if not 0 <= self.rtt_fraction <= 1:
+            raise ValueError(f"rtt_fraction must be in [0, 1], got {self.rtt_fraction}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if "\n" in self.generic_thought.strip():
@@ -109,22 +117,31 @@ def sample_chunks(sample: Sample) -> list[TimedChunk]:
 
 
 def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GENERIC_THOUGHT,
-                  generic_deep: str = "") -> tuple[list[int], list[int]]:
+                  generic_deep: str = "", rtt: bool = False) -> tuple[list[int], list[int]]:
     """Token ids of the sample's full protocol trace and its ``policy_mask`` (1 = written by the policy).
 
     Samples without ``teacher`` get a generic trace: every chunk skipped except the last, which gets
-    ``generic_thought``; ``teacher_deep`` missing means ``generic_deep``.
+    ``generic_thought``; their deep phase is ``teacher_rtt`` if known (the stream did no work), else
+    ``teacher_deep``, else ``generic_deep``. ``rtt=True`` renders the read-then-think trace instead, exactly as
+    a ``read-then-think`` session lays it out: every chunk back to back, then ``teacher_rtt`` and the answer.
     """
     chunks = sample_chunks(sample)
     if not chunks:
         raise ValueError(f"sample {sample.id}: no chunks")
-    if sample.teacher is None:
-        thoughts: list[str | None] = [None] * (len(chunks) - 1) + [generic_thought]
+    thoughts: list[str | None]
+    if rtt:
+        if sample.teacher_rtt is None:
+            raise ValueError(f"sample {sample.id}: a read-then-think trace needs teacher_rtt")
+        thoughts, deep = [], sample.teacher_rtt
+    elif sample.teacher is None:
+        thoughts = [None] * (len(chunks) - 1) + [generic_thought]
+        deep = next((d for d in (sample.teacher_rtt, sample.teacher_deep) if d is not None), generic_deep)
     else:
         thoughts = list(sample.teacher)
         if len(thoughts) != len(chunks):
             raise ValueError(f"sample {sample.id}: {len(thoughts)} thoughts for {len(chunks)} chunks")
-    deep = (sample.teacher_deep if sample.teacher_deep is not None else generic_deep).strip()
+        deep = sample.teacher_deep if sample.teacher_deep is not None else generic_deep
+    deep = deep.strip()
     answer = str(sample.answer).strip()
     texts = [("deep reasoning", deep), ("answer", answer), *(("thought", t) for t in thoughts if t)]
     for what, text in texts:
@@ -139,9 +156,11 @@ def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GEN
         mask.extend([by_policy] * len(piece))
 
     put(p.prompt_ids(sample.question), 0)
-    for chunk, thought in zip(chunks, thoughts, strict=True):
+    for i, chunk in enumerate(chunks):
         put(p.chunk_ids(chunk), 0)
-        put([p.ids.skip] if thought is None else p.encode(thought.strip() + EOT), 1)
+        if not rtt:
+            thought = thoughts[i]
+            put([p.ids.skip] if thought is None else p.encode(thought.strip() + EOT), 1)
     put(p.end_ids(sample.question), 0)
     # Deep reasoning and answer in one encode: </think> is a special token, so the tokenizer splits there,
     # exactly as inference does when the deep phase stops at </think> and the answer phase starts fresh.
@@ -158,9 +177,12 @@ def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStag
         raise ValueError("no samples to train on")
     rows: dict[str, list[list[int]]] = {"input_ids": [], "completion_mask": []}
     too_long = 0
-    for s in samples:
-        ids, mask = teacher_trace(s, protocol, config.generic_thought, config.generic_deep)
-        report = protocol.parse(ids).validate(len(sample_chunks(s)))
+    with_rtt = [s for s in samples if s.teacher_rtt is not None]
+    n_rtt = round(config.rtt_fraction * len(with_rtt))
+    traces = [(s, False) for s in samples] + [(s, True) for s in with_rtt[:n_rtt]]
+    for s, rtt in traces:
+        ids, mask = teacher_trace(s, protocol, config.generic_thought, config.generic_deep, rtt=rtt)
+        report = protocol.parse(ids).validate(len(sample_chunks(s)), streaming=not rtt)
         if report.violations:  # never teach a malformed trace
             raise ValueError(f"sample {s.id}: teacher trace breaks the protocol: {report.violations}")
         too_long += len(ids) > config.max_length
@@ -168,7 +190,7 @@ def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStag
         rows["completion_mask"].append(mask)
     if too_long:
         log.warning("%d of %d traces exceed max_length=%d and lose their end (raise max_length)",
-                    too_long, len(samples), config.max_length)
+                    too_long, len(traces), config.max_length)
     return Dataset.from_dict(rows)
 
 

@@ -132,21 +132,48 @@ def _seed_range(split: str, n: int, offset: int) -> range:
     return range(base + offset, base + offset + n)
 
 
-def _pick_update(rng: random.Random, cur: int, used: set[int]) -> tuple[int, int] | None:
+@dataclass(frozen=True)
+class Level:
+    """How hard the built-in word problems are: a curriculum knob for models too small for the full task."""
+
+    n_ops: tuple[int, int]  # relevant updates per problem (inclusive range)
+    n_dist: tuple[int, int]  # distractor sentences
+    start: tuple[int, int]  # starting count
+    max_operand: int  # largest amount added or removed
+    op_weights: tuple[tuple[str, float], ...]
+
+
+LEVELS = {
+    # GSM-style: all four operations, 2-digit values, up to 4 updates and 3 distractors
+    "standard": Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2))),
+    # what a 135M model can learn on a CPU in minutes: one or two additions/removals of small amounts
+    "easy": Level((1, 2), (1, 2), (3, 20), 9, (("+", 0.5), ("-", 0.5))),
+}
+
+
+def get_level(name: str) -> Level:
+    if name not in LEVELS:
+        raise ConfigError(f"unknown word-problem level {name!r}; choose one of {', '.join(LEVELS)}")
+    return LEVELS[name]
+
+
+def _pick_update(rng: random.Random, cur: int, used: set[int], level: Level = LEVELS["standard"]
+                 ) -> tuple[int, int] | None:
     """(template index, operand) of a feasible update that keeps every value a positive integer < MAX_VALUE."""
-    weights = {"+": 0.35, "-": 0.3, "*": 0.15, "/": 0.2}
-    ops = list(weights)
+    ops = [o for o, _ in level.op_weights]
+    weights = [w for _, w in level.op_weights]
+    hi = level.max_operand
     for _ in range(20):
-        op = rng.choices(ops, [weights[o] for o in ops])[0]
+        op = rng.choices(ops, weights)[0]
         cands = [i for i, u in enumerate(UPDATES) if u.op == op and i not in used]
         if not cands:
             continue
         i = rng.choice(cands)
         u = UPDATES[i]
         if op == "+" and cur + 2 < MAX_VALUE:
-            return i, rng.randint(2, min(30, MAX_VALUE - 1 - cur))
+            return i, rng.randint(2, min(hi, MAX_VALUE - 1 - cur))
         if op == "-" and cur >= 4:
-            return i, rng.randint(2, min(30, cur - 2))
+            return i, rng.randint(2, min(hi, cur - 2))
         if op == "*" and cur * u.factor < MAX_VALUE and cur <= 150:
             return i, u.factor
         if op == "/":
@@ -157,23 +184,29 @@ def _pick_update(rng: random.Random, cur: int, used: set[int]) -> tuple[int, int
     return None
 
 
-def make_word_problem(seed: int) -> Sample:
-    """A 3-8 sentence streaming word problem with an integer answer; one chunk per sentence at 150 words/min."""
+def make_word_problem(seed: int, level: str = "standard") -> Sample:
+    """A streaming word problem (3-8 sentences at ``standard``) with an integer answer; one chunk per sentence at
+    150 words/min.
+
+    Teacher texts: a running total per relevant sentence (``teacher``), a one-line deep phase that reads the
+    total off the last thought (``teacher_deep``: the stream already did the work), and the full step-by-step
+    reasoning a read-then-think policy needs after reading everything (``teacher_rtt``)."""
+    lv = get_level(level)
     rng = random.Random(seed)
     name, pron = rng.choice(NAMES)
     poss = "his" if pron == "he" else "her"
     obj = rng.choice(OBJECTS)
     other = rng.choice([n for n, _ in NAMES if n != name])
     obj2 = rng.choice([o for o in OBJECTS if o != obj])
-    n_ops, n_dist = rng.randint(1, 4), rng.randint(1, 3)
+    n_ops, n_dist = rng.randint(*lv.n_ops), rng.randint(*lv.n_dist)
 
-    start = rng.randint(4, 60)
+    start = rng.randint(*lv.start)
     cur = start
     steps: list[tuple[str, int, int, int]] = []  # (op, operand, before, after)
     used: set[int] = set()
     picks: list[int] = []
     while len(steps) < n_ops:
-        got = _pick_update(rng, cur, used)
+        got = _pick_update(rng, cur, used, lv)
         if got is None:  # nothing else fits (rare): a small gain always does
             got = next(i for i, u in enumerate(UPDATES) if u.op == "+" and i not in used), 2
         i, arg = got
@@ -223,19 +256,21 @@ def make_word_problem(seed: int) -> Sample:
         raise RuntimeError(f"word problem {seed}: sentences did not map one-to-one onto chunks")
     if not 0 < cur < MAX_VALUE:
         raise RuntimeError(f"word problem {seed}: answer {cur} out of range")
-    deep_sym = {"+": "+", "-": "-", "*": "*", "/": "/"}
-    deep = "; ".join(f"{b} {deep_sym[op]} {a} = {c}" for op, a, b, c in steps) + "."
+    rtt = f"Starts with {start} {obj}. " + "; ".join(f"{b} {op} {a} = {c}" for op, a, b, c in steps) + "."
     question = rng.choice(QUESTIONS).format(obj=obj, name=name)
     question = question[:1].upper() + question[1:]
-    return Sample(id=f"wp-{seed}", question=question, answer=str(cur), modality="text", chunks=chunks,
-                  context=text, duration=chunks[-1].end, teacher=teacher, teacher_deep=deep,
-                  meta={"seed": seed, "relevant": relevant, "task": "word_problem",
+    sid = f"wp-{seed}" if level == "standard" else f"wp-{level}-{seed}"
+    return Sample(id=sid, question=question, answer=str(cur), modality="text", chunks=chunks,
+                  context=text, duration=chunks[-1].end, teacher=teacher,
+                  teacher_deep=f"The running total is {cur} {obj}.", teacher_rtt=rtt,
+                  meta={"seed": seed, "relevant": relevant, "task": "word_problem", "level": level,
                         "start": start, "ops": [[op, a] for op, a, _, _ in steps]})
 
 
-def word_problems(split: str, n: int, offset: int = 0) -> list[Sample]:
+def word_problems(split: str, n: int, offset: int = 0, level: str = "standard") -> list[Sample]:
     """``n`` word problems of ``split`` (train: seeds ``offset..``; test: seeds ``1_000_000 + offset..``)."""
-    return [make_word_problem(s) for s in _seed_range(split, n, offset)]
+    get_level(level)
+    return [make_word_problem(s, level) for s in _seed_range(split, n, offset)]
 
 
 # -- spoken and video forms -----------------------------------------------------------------------------------
@@ -276,20 +311,21 @@ def speak(text: str, path: Path) -> None:
         raise InputError(f"espeak-ng failed ({r.returncode}): {r.stderr.strip() or 'no output file'}")
 
 
-def spoken_word_problems(n: int, split: str, out_dir: Path) -> list[Sample]:
+def spoken_word_problems(n: int, split: str, out_dir: Path, level: str = "standard") -> list[Sample]:
     """Word problems read aloud by espeak-ng into ``out_dir`` (existing renders are reused).
 
     ASR decides the audio chunks, so the per-sentence reference thoughts move to ``meta["text_teacher"]``
     (``prepare`` restores ``teacher`` when the ASR yields one chunk per sentence)."""
     _espeak()  # fail before generating anything
     out: list[Sample] = []
-    for s in word_problems(split, n):
+    for s in word_problems(split, n, level=level):
         wav = Path(out_dir) / f"{s.id}.wav"
         _atomic_render(wav, lambda p, text=s.context: speak(text or "", p))
         meta = {"seed": s.meta["seed"], "task": "spoken_word_problem", "text_teacher": s.teacher,
                 "text_relevant": s.meta["relevant"]}
         out.append(Sample(id=f"{s.id}-audio", question=s.question, answer=s.answer, modality="audio",
-                          media=str(wav.resolve()), context=s.context, teacher_deep=s.teacher_deep, meta=meta))
+                          media=str(wav.resolve()), context=s.context, teacher_deep=s.teacher_deep, teacher_rtt=s.teacher_rtt,
+                          meta=meta))
     return out
 
 
@@ -335,22 +371,25 @@ def bundled_video_samples() -> list[Sample]:
             for name, rec in index.items()]
 
 
-def builtin_task(modality: str, split: str, n: int, out_dir: Path) -> list[Sample]:
-    """``n`` built-in samples of ``modality`` (text | audio | video); media are rendered under ``out_dir``."""
+def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = "standard") -> list[Sample]:
+    """``n`` built-in samples of ``modality`` (text | audio | video); media are rendered under ``out_dir``.
+
+    ``level`` (word problems: ``standard`` or ``easy``) selects the difficulty of the text and spoken tasks."""
+    get_level(level)
     if modality == "text":
-        return word_problems(split, n)
+        return word_problems(split, n, level=level)
     if modality == "audio":
         if shutil.which("espeak-ng") is None:  # a fresh machine: the committed spoken fixtures stand in
             bundled = bundled_spoken_samples()
             log.warning("espeak-ng not found: using the %d bundled spoken samples instead of rendering %d",
                         len(bundled), n)
             return bundled[:n]
-        return spoken_word_problems(n, split, Path(out_dir) / "audio")
+        return spoken_word_problems(n, split, Path(out_dir) / "audio", level)
     if modality == "video":
         return video_problems(n, split, Path(out_dir) / "video")
     raise ConfigError(f"no built-in task for modality {modality!r}; choose text, audio or video")
 
 
-__all__ = ["DISTRACTORS", "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task", "bundled_spoken_samples",
+__all__ = ["DISTRACTORS", "LEVELS", "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task", "bundled_spoken_samples",
            "bundled_video_samples", "make_word_problem", "samples_dir", "spoken_word_problems", "video_problems",
            "word_problems"]
