@@ -133,8 +133,12 @@ def write_jsonl(events: list[Event], path: str | Path) -> str:
     return str(path)
 
 
-def timeline_png(events: list[Event], path: str | Path, title: str = "") -> str:
-    """Chunks (by modality) vs thoughts/skips vs deep reasoning and answer on one time axis."""
+def timeline_png(events: list[Event], path: str | Path, title: str = "", media_axis: bool = True) -> str:
+    """Chunks (by modality) vs thoughts/skips vs deep reasoning and answer on the session clock.
+
+    ``media_axis``: the clock runs with the media (live, realtime, simulated), so a chunk is drawn over its media
+    span; otherwise (instant replay) media time means nothing on this axis and a chunk is drawn when it was read.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -147,7 +151,8 @@ def timeline_png(events: list[Event], path: str | Path, title: str = "") -> str:
     for e in events:
         if isinstance(e, ChunkEvent):
             c = e.chunk
-            ax.broken_barh([(c.start, max(c.end - c.start, 0.05))], (rows["chunks"] - 0.35, 0.7),
+            start, end = (c.start, c.end) if media_axis else (e.t_start, e.t_end)
+            ax.broken_barh([(start, max(end - start, 0.05))], (rows["chunks"] - 0.35, 0.7),
                            color=colors.get(c.modality, "grey"), alpha=0.8)
         elif isinstance(e, ThoughtEvent):
             ax.broken_barh([(e.t_start, max(e.t_end - e.t_start, 0.05))], (rows["thoughts"] - 0.35, 0.7),

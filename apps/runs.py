@@ -233,7 +233,8 @@ class LiveRun(Run):
             except ValueError as e:  # malformed samples or frames from a client
                 raise InputError(f"bad {kind} data from the browser: {e}") from None
             self._push_chunks(iter(chunks), t)
-            if t >= limit:
+            received = max(t, self.audio.time if self.audio is not None else 0.0)  # wall or audio seconds
+            if received >= limit:
                 self.stop(f"Stream limit reached: live streams stop after {limit:g} s (max_stream_s); "
                           "answering on what was received.")
         t_end = self.clock.now()
@@ -268,15 +269,22 @@ class FileRun(Run):
         self.t_stop = None
 
     def _work(self) -> None:
+        try:
+            self._replay()
+        except AdasrError as e:  # show the user's file name, not the server's upload path
+            name = Path(self.path).name
+            raise InputError(str(e).replace(self.path, name)) from None
+
+    def _replay(self) -> None:
         from adasr_mm.adapters import open_input
         from adasr_mm.replay import iter_replay
 
         cfg = self.engine.settings
         limit = cfg.app.max_stream_s
-        source = open_input(self.path, cfg.run.modality, cfg)  # InputError names a corrupt/unsupported file
+        source = open_input(self.path, cfg.run.modality, cfg)  # names a corrupt or unsupported file
         duration = getattr(source, "duration", None)
         if duration and duration > limit:
-            raise InputError(f"The file is {duration:.1f} s long; this app streams at most {limit:g} s "
+            raise InputError(f"'{self.path}' is {duration:.1f} s long; this app streams at most {limit:g} s "
                              "(max_stream_s). Trim it or raise --max-stream-s.")
         assert self.session is not None
         for ev in iter_replay(self.session, source, duration):

@@ -63,14 +63,17 @@ class View:
 
     def full(self, run: Run | None, message: str = "") -> tuple[Any, ...]:
         head = self.live(run, message)
-        if run is None or not run.done or not run.events:
+        if run is not None and not run.done:
             return (*head, gr.skip(), gr.skip())
+        if run is None or not run.events:  # nothing (or a failure): clear the previous run's downloads
+            return (*head, None, None)
         if not run.artifacts:
             out = run.out_dir or self.engine.workdir
             out.mkdir(parents=True, exist_ok=True)
             events, _ = run.snapshot()
             run.artifacts = {
-                "timeline": render.timeline_png(events, out / f"timeline-{run.id}.png", title=run.question),
+                "timeline": render.timeline_png(events, out / f"timeline-{run.id}.png", title=run.question,
+                                                 media_axis=run.kind == "live" or run.clock.media_timed),
                 "jsonl": render.write_jsonl(events, out / f"events-{run.id}.jsonl"),
             }
         return (*head, run.artifacts["timeline"], run.artifacts["jsonl"])
