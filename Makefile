@@ -15,7 +15,7 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 DEMO_INPUT    ?= samples/audio/apples.opus
 DEMO_QUESTION ?= How many apples does Tom have now?
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo app test lint bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 demo: setup
 	$(BIN)/adasr-mm run $(DEMO_INPUT) --question "$(DEMO_QUESTION)" --clock realtime --output runs/demo/events.jsonl
+
+app: setup   # the Gradio app on http://127.0.0.1:7860 (live microphone/webcam or a file)
+	$(BIN)/adasr-mm app --config configs/app.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
