@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 from .config import AppSettings, load_settings
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.001  # Python's default is 0.005
 
 
 def add_app_args(p: argparse.ArgumentParser) -> None:
@@ -61,6 +64,10 @@ def launch(settings: AppSettings, block: bool = True, engine: Any = None) -> tup
     from .ui import SAMPLES, build_app
 
     app = settings.app
+    # The policy's forward passes are Python-heavy and hold the GIL most of the time; a short switch interval
+    # lets the server's event loop (page loads, uploads, heartbeats) in between, so the page stays responsive
+    # while sessions compute.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     engine = engine or Engine(settings)
     demo = build_app(engine)
     demo.queue(default_concurrency_limit=app.concurrency_limit, max_size=app.max_queue)
