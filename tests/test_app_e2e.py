@@ -299,3 +299,37 @@ def test_long_file_and_busy_server_get_clear_messages(server):
         engine.release("file-limit-test")
         engine.release("busy-test")
     assert engine.active_runs == 0
+
+
+def test_live_webcam_frames_become_video_chunks(server):
+    engine, _ = server
+    conn = engine.connection("webcam-test")
+    try:
+        run = engine.start_live(conn, "How many red circles appeared?")
+        yy, xx = np.mgrid[:120, :160]
+        for i in range(8):
+            frame = np.full((120, 160, 3), 255, np.uint8)
+            if i >= 3:  # a red circle appears in the second window
+                frame[(yy - 60) ** 2 + (xx - 50) ** 2 < 400] = (220, 30, 30)
+            assert run.push_frame(frame)
+            time.sleep(0.3)  # frames arrive over ~2.4 s of wall time, as from a webcam (not an assertion)
+        run.stop()
+        wait_until(lambda: run.done, what="the webcam run")
+        assert run.status == "done", run.error
+        chunks = [e.chunk for e in run.events if e.type == "chunk"]
+        assert chunks and {c.modality for c in chunks} == {"video"}
+        assert any("red circle" in c.text for c in chunks) and run.answer is not None
+        assert run.events[-1].extra["video_frames"] == 8
+    finally:
+        engine.release("webcam-test")
+
+
+def test_disconnect_mid_stream_cancels_the_run_and_frees_its_cache(server):
+    engine, _ = server
+    conn = engine.connection("leave-test")
+    run = engine.start_file(conn, "How many apples?", str(SAMPLES / "text" / "apples.txt"), "realtime")
+    wait_until(lambda: any(e.type == "chunk" for e in run.events), what="the first chunk")
+    engine.release("leave-test")
+    wait_until(lambda: run.done, what="the cancelled run")
+    assert run.status == "cancelled" and run.session.state.cache is None
+    assert engine.active_runs == 0 and engine.live_connections == 0 and not conn.out_dir.exists()
