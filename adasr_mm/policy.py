@@ -9,6 +9,7 @@ needs per-token log-probs, ``env_mask`` and phase labels of the very same sequen
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +102,9 @@ class StreamingPolicy:
                  protocol: ProtocolConfig | None = None, name: str = ""):
         self.config = config or PolicyConfig()
         self.model = model
+        # Sessions share the weights but not their caches; they may run on different threads (the app does),
+        # so every forward pass takes this lock and concurrent sessions interleave pass by pass.
+        self.forward_lock = threading.Lock()
         self.tokenizer = tokenizer
         add_protocol_tokens(tokenizer, model)
         self.protocol = Protocol(tokenizer, protocol)
@@ -178,7 +182,8 @@ class StreamingPolicy:
         new = st.ids[-st.pending :]
         masks = st.env_mask[-st.pending :]
         x = torch.tensor([new], dtype=torch.long, device=self.device)
-        out = self.model(input_ids=x, past_key_values=st.cache, use_cache=True, logits_to_keep=1)
+        with self.forward_lock:
+            out = self.model(input_ids=x, past_key_values=st.cache, use_cache=True, logits_to_keep=1)
         st.cache = out.past_key_values
         st.next_logits = out.logits[0, -1].float()
         st.forward_calls += 1
@@ -227,7 +232,7 @@ class StreamingPolicy:
         st.cache = DynamicCache()
         x = torch.tensor([kept[: len(kept) - st.pending]], dtype=torch.long, device=self.device)
         if x.shape[1]:
-            with torch.inference_mode():
+            with torch.inference_mode(), self.forward_lock:
                 out = self.model(input_ids=x, past_key_values=st.cache, use_cache=True, logits_to_keep=1)
             st.cache = out.past_key_values
             st.next_logits = out.logits[0, -1].float()

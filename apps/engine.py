@@ -31,24 +31,6 @@ class BusyError(AdasrError):
     """Every run slot is taken."""
 
 
-class LockedModel:
-    """A model whose calls (forward passes) hold a lock; every other attribute is the model's."""
-
-    def __init__(self, model: Any, lock: threading.Lock):
-        object.__setattr__(self, "_model", model)
-        object.__setattr__(self, "_lock", lock)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            return self._model(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._model, name, value)
-
-
 class Connection:
     """One browser connection: its current run and where its downloads are written."""
 
@@ -81,9 +63,6 @@ class Engine:
         self.settings = settings
         self.agent = agent if agent is not None else StreamingAgent.from_pretrained(config=settings)
         self.agent.config = settings
-        policy = self.agent.policy
-        if not isinstance(policy.model, LockedModel):
-            policy.model = LockedModel(policy.model, threading.Lock())
         a = settings.asr
         self.asr_model = asr_model if asr_model is not None else load_whisper(
             a.model, a.device, a.compute_type, a.cpu_threads)
