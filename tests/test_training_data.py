@@ -29,7 +29,7 @@ from adasr_mm.training.tasks import (
 )
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-THOUGHT = re.compile(r"([+\-x/])(\d+) -> (\d+) (.+)\.")
+THOUGHT = re.compile(r"(\d+) ([+\-*/]) (\d+) = (\d+) (.+)\.")
 
 
 @pytest.fixture(autouse=True)
@@ -54,11 +54,12 @@ def _replay_teacher(s: Sample) -> int:
     for t in thoughts[1:]:
         m = THOUGHT.fullmatch(t)
         assert m, t
-        op, k, claimed = m.group(1), int(m.group(2)), int(m.group(3))
+        before, op, k, claimed = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+        assert before == value, f"{s.id}: {t} does not continue from {value}"
         if op == "/":
             assert value % k == 0, f"{s.id}: {value} / {k} is not whole"
-        value = {"+": value + k, "-": value - k, "x": value * k, "/": value // k}[op]
-        assert value == claimed and m.group(4) == obj, f"{s.id}: {t}"
+        value = {"+": value + k, "-": value - k, "*": value * k, "/": value // k}[op]
+        assert value == claimed and m.group(5) == obj, f"{s.id}: {t}"
     return value
 
 

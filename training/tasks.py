@@ -238,7 +238,7 @@ def make_word_problem(seed: int, level: str = "standard") -> Sample:
             teacher.append(None)
             relevant.append(False)
         else:
-            i, (op, arg, _before, after) = next(upd)
+            i, (op, arg, before, after) = next(upd)
             same_person = relevant[-1]
             subj = pron if same_person else name
             text = UPDATES[i].text.format(
@@ -246,8 +246,9 @@ def make_word_problem(seed: int, level: str = "standard") -> Sample:
                 SubjPoss=poss.capitalize() if same_person else f"{name}'s", obj=obj, k=arg, d=arg,
                 friends="a friend" if arg == 2 else f"{arg - 1} friends")
             sentences.append(text[:1].upper() + text[1:])
-            sym = {"+": "+", "-": "-", "*": "x", "/": "/"}[op]
-            teacher.append(f"{sym}{arg} -> {after} {obj}.")
+            # the running total written out as an equation right next to its operand: a small model copies the
+            # previous total and does one local sum, the form its pretraining saw most
+            teacher.append(f"{before} {op} {arg} = {after} {obj}.")
             relevant.append(True)
 
     text = " ".join(sentences)
