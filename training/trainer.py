@@ -7,12 +7,17 @@ prompt/completion ids, log-probs and ``env_mask``, which TRL turns into the loss
 gradient) and a ``(B, T)`` ``advantages`` tensor (we replace TRL's sequence-level one with the registered
 estimator, ``hrpo`` or ``grpo``).
 
+The rollout/metrics plumbing lives in a base class (``StreamingGRPOTrainer``) whose only abstract part is
+``_token_advantages``: HRPO fills it from the advantage registry, on-policy distillation (``training/opd.py``)
+from per-token teacher rewards, so both stages train on the very same streaming rollouts.
+
 Dataset rows are just ``{"prompt": "<sample:K>"}``: the rollout function looks sample K up, so any modality
 (text chunks, or audio/video chunks cached by ``adasr-mm prepare``) trains through the same path.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -31,18 +36,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class RLStageConfig:
-    """The RL stage (HRPO or GRPO) on streaming rollouts."""
+class RolloutStageConfig:
+    """What every stage that trains on streaming rollouts (RL, OPD) shares: budget, sampling, caps, hardware."""
 
-    advantage: str = field(default="hrpo", metadata={"help": "registered advantage: hrpo or grpo"})
-    lam: float = field(default=0.5, metadata={"help": "hrpo: weight of the phase-level advantage (0 = grpo)"})
     max_steps: int = field(default=10, metadata={"help": "optimizer steps"})
     num_generations: int = field(default=4, metadata={"help": "G: rollouts per stream (one group)"})
     prompts_per_step: int = field(default=1, metadata={"help": "streams per optimizer step"})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate"})
-    epsilon: float = field(default=0.2, metadata={"help": "clip range below 1 (epsilon_low)"})
-    epsilon_high: float = field(default=0.28, metadata={"help": "clip range above 1 (clip-higher, DAPO)"})
-    beta: float = field(default=0.0, metadata={"help": "KL coefficient (0 = off, no reference model)"})
     temperature: float = field(default=1.0, metadata={"help": "rollout sampling temperature"})
     top_p: float = field(default=1.0, metadata={"help": "rollout nucleus sampling"})
     max_thought_tokens: int = field(default=24, metadata={"help": "cap per streaming thought in rollouts"})
@@ -54,23 +54,56 @@ class RLStageConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     use_cpu: bool = field(default=False, metadata={"help": "force CPU even when CUDA is available"})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)"})
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (TRL's GRPOTrainer samples groups of >= 2 rollouts "
+                             f"per stream), got {self.num_generations}")
+        for k in ("max_steps", "prompts_per_step", "save_steps", "logging_steps", "max_thought_tokens",
+                  "max_deep_tokens", "max_answer_tokens"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.temperature <= 0:
+            raise ValueError(f"rollouts must sample: temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    def policy_config(self) -> PolicyConfig:
+        """Decoding settings of the rollouts (float32: the trained weights are decoded as they are)."""
+        return PolicyConfig(max_thought_tokens=self.max_thought_tokens, max_deep_tokens=self.max_deep_tokens,
+                            max_answer_tokens=self.max_answer_tokens, temperature=self.temperature,
+                            top_p=self.top_p, dtype="float32")
+
+    def loss_args(self) -> dict[str, Any]:
+        """The stage's ``GRPOConfig`` loss settings (overridden per stage)."""
+        return {}
+
+
+@dataclass
+class RLStageConfig(RolloutStageConfig):
+    """The RL stage (HRPO or GRPO) on streaming rollouts."""
+
+    advantage: str = field(default="hrpo", metadata={"help": "registered advantage: hrpo or grpo"})
+    lam: float = field(default=0.5, metadata={"help": "hrpo: weight of the phase-level advantage (0 = grpo)"})
+    epsilon: float = field(default=0.2, metadata={"help": "clip range below 1 (epsilon_low)"})
+    epsilon_high: float = field(default=0.28, metadata={"help": "clip range above 1 (clip-higher, DAPO)"})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient (0 = off, no reference model)"})
     use_vllm: bool = field(default=False, metadata={"help": "vLLM generation backend (GPU extra; not for CPU)"})
 
     def __post_init__(self) -> None:
         get_advantage(self.advantage)  # validates the name
         AdvantageConfig(lam=self.lam)
-        if self.num_generations < 2:
-            raise ValueError(f"num_generations must be >= 2 (a group needs a baseline), got {self.num_generations}")
-        for k in ("max_steps", "prompts_per_step", "save_steps", "logging_steps", "max_thought_tokens",
-                  "max_deep_tokens", "max_answer_tokens"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        super().__post_init__()
         if not 0 < self.epsilon < 1 or self.epsilon_high < self.epsilon:
             raise ValueError(f"need 0 < epsilon < 1 and epsilon_high >= epsilon, got {self.epsilon}/{self.epsilon_high}")
-        if self.temperature <= 0:
-            raise ValueError(f"rollouts must sample: temperature must be > 0, got {self.temperature}")
         if self.use_vllm:
             raise ValueError("use_vllm: the vLLM rollout backend is not implemented yet; use the HF backend")
+
+    def loss_args(self) -> dict[str, Any]:
+        return {"epsilon": self.epsilon, "epsilon_high": self.epsilon_high, "beta": self.beta,
+                "temperature": self.temperature}
 
 
 def rollout_seed(base: int, step: int, index: int) -> int:
@@ -79,7 +112,7 @@ def rollout_seed(base: int, step: int, index: int) -> int:
     return int.from_bytes(h[:4], "little")
 
 
-def _grpo_args(cfg: RLStageConfig, output_dir: str, extra: dict[str, Any] | None = None) -> Any:
+def _grpo_args(cfg: RolloutStageConfig, output_dir: str, extra: dict[str, Any] | None = None) -> Any:
     from trl import GRPOConfig
 
     use_cpu = cfg.use_cpu or not torch.cuda.is_available()
@@ -92,9 +125,6 @@ def _grpo_args(cfg: RLStageConfig, output_dir: str, extra: dict[str, Any] | None
         gradient_accumulation_steps=1,
         num_generations=cfg.num_generations,
         loss_type="dapo",
-        epsilon=cfg.epsilon,
-        epsilon_high=cfg.epsilon_high,
-        beta=cfg.beta,
         scale_rewards="group",
         logging_steps=cfg.logging_steps,
         save_steps=cfg.save_steps,
@@ -105,23 +135,44 @@ def _grpo_args(cfg: RLStageConfig, output_dir: str, extra: dict[str, Any] | None
         use_cpu=use_cpu,
         bf16=cfg.bf16 and not use_cpu,
         activation_checkpointing=cfg.gradient_checkpointing,
-        temperature=cfg.temperature,
         top_p=cfg.top_p,
         log_completions=False,
         disable_tqdm=False,
         dataloader_num_workers=0,
     )
+    kw.update(cfg.loss_args())
     kw.update(extra or {})
     return GRPOConfig(**kw)
 
 
-def _lazy_grpo_trainer() -> type:
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / max(1, len(xs))
+
+
+@functools.cache
+def streaming_trainer_classes() -> tuple[type, type]:
+    """``(StreamingGRPOTrainer, HRPOTrainer)``, built on first use so that TRL is imported only when training."""
     from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
 
-    class HRPOTrainer(GRPOTrainer):
-        """GRPOTrainer with streaming rollouts and per-token (phase-level) advantages."""
+    class EpochSeededRepeatSampler(RepeatSampler):
+        """TRL's sampler, with each epoch's shuffle seeded from (seed, epoch) alone (epoch 0 is unchanged).
 
-        def __init__(self, model: Any, tokenizer: Any, samples: list[Sample], rl: RLStageConfig,
+        TRL's ``RepeatSampler`` draws every epoch's permutation from one generator that advances per epoch, and a
+        resumed run starts that generator afresh: after resuming at epoch k >= 1 the data order, hence the weights,
+        would differ from an uninterrupted run. The Trainer calls ``set_epoch`` before iterating each epoch.
+        """
+
+        def set_epoch(self, epoch: int) -> None:
+            if self.shuffle:
+                self.generator.manual_seed((self.seed or 0) * 1_000_003 + epoch)
+
+    class StreamingGRPOTrainer(GRPOTrainer):
+        """GRPOTrainer whose completions are streaming rollouts; subclasses supply per-token advantages."""
+
+        metric_prefix = "stream"
+
+        def __init__(self, model: Any, tokenizer: Any, samples: list[Sample], rl: RolloutStageConfig,
                      reward: RewardConfig, output_dir: str, protocol_config: Any = None,
                      grpo_overrides: dict[str, Any] | None = None, callbacks: list[Any] | None = None,
                      check: Any = None):
@@ -132,12 +183,8 @@ def _lazy_grpo_trainer() -> type:
             self.samples = samples
             self.rl = rl
             self.reward_cfg = reward
-            self.adv_cfg = AdvantageConfig(lam=rl.lam)
             self._rollouts: list[Rollout] = []
-            pcfg = PolicyConfig(max_thought_tokens=rl.max_thought_tokens, max_deep_tokens=rl.max_deep_tokens,
-                                max_answer_tokens=rl.max_answer_tokens, temperature=rl.temperature, top_p=rl.top_p,
-                                dtype="float32")
-            self.streamer = StreamingRollout(model, tokenizer, pcfg, reward, protocol_config, check)
+            self.streamer = StreamingRollout(model, tokenizer, rl.policy_config(), reward, protocol_config, check)
             dataset = Dataset.from_list([{"prompt": f"<sample:{i}>"} for i in range(len(samples))])
             terms = reward.names
 
@@ -153,6 +200,12 @@ def _lazy_grpo_trainer() -> type:
                              train_dataset=dataset, processing_class=tokenizer, rollout_func=self._rollout_func,
                              callbacks=callbacks)
             self.reward_weights = torch.ones(len(terms))  # parts are already weighted
+
+        def _get_train_sampler(self, dataset: Any = None) -> Any:
+            sampler = super()._get_train_sampler(dataset)
+            if type(sampler) is RepeatSampler:
+                sampler.__class__ = EpochSeededRepeatSampler  # same state, plus set_epoch
+            return sampler
 
         # TRL calls this with the per-process prompts of one generation batch (each stream repeated G times).
         def _rollout_func(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
@@ -171,41 +224,61 @@ def _lazy_grpo_trainer() -> type:
                 "rollout_index": list(range(len(rs))),
             }
 
+        def _phase_tensor(self, width: int) -> torch.Tensor:
+            """(B, width) phase ids of the local rollouts (0 env/padding, 1 stream, 2 deep+answer)."""
+            phase = torch.zeros(len(self._rollouts), width, dtype=torch.long)
+            for i, r in enumerate(self._rollouts):
+                p = torch.tensor(r.phase_ids[:width], dtype=torch.long)
+                phase[i, : len(p)] = p
+            return phase
+
+        def _token_advantages(self, out: dict[str, Any], phase: torch.Tensor) -> torch.Tensor:
+            """(B, T) advantages of the local rollouts; 0 on environment tokens."""
+            raise NotImplementedError
+
         def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
             out = super()._generate_and_score_completions(inputs)
+            phase = self._phase_tensor(out["completion_ids"].shape[1])
+            out["advantages"] = self._token_advantages(out, phase).to(out["completion_ids"].device)
+            m = self._metrics["train" if self.model.training else "eval"]
+            local, p = self._rollouts, self.metric_prefix
+            m[f"{p}/accuracy"].append(_mean([float(r.correct) for r in local]))
+            m[f"{p}/format_stream"].append(_mean([r.outcome.format_stream for r in local]))
+            m[f"{p}/format_deep"].append(_mean([r.outcome.format_deep for r in local]))
+            m[f"{p}/stream_tokens"].append(_mean([r.outcome.stream_tokens for r in local]))
+            m[f"{p}/deep_tokens"].append(_mean([r.outcome.deep_tokens for r in local]))
+            m[f"{p}/skip_rate"].append(_mean([r.summary["skips"] / max(1, r.summary["chunks"]) for r in local]))
+            return out
+
+    class HRPOTrainer(StreamingGRPOTrainer):
+        """GRPOTrainer with streaming rollouts and per-token (phase-level) advantages."""
+
+        metric_prefix = "hrpo"
+
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.adv_cfg = AdvantageConfig(lam=self.rl.lam)
+
+        def _token_advantages(self, out: dict[str, Any], phase: torch.Tensor) -> torch.Tensor:
             from accelerate.utils import gather_object
 
             local = self._rollouts
             rows = gather_object([r.rewards for r in local])  # groups may span processes: normalise globally
-            phases = [torch.tensor(r.phase_ids, dtype=torch.long) for r in local]
-            width = out["completion_ids"].shape[1]
-            phase = torch.zeros(len(local), width, dtype=torch.long)
-            for i, p in enumerate(phases):
-                phase[i, : min(width, len(p))] = p[:width]
-            G = self.num_generations
-            fn = get_advantage(self.rl.advantage)
+            width = phase.shape[1]
             start = self.accelerator.process_index * len(local)
             # per-rollout scalars over the global batch, then the local (B, T) slice
-            rb = RewardBatch.from_rows(rows)
             full_phase = torch.zeros(len(rows), width, dtype=torch.long)
             full_phase[start : start + len(local)] = phase
-            adv = fn(rb, full_phase, G, self.adv_cfg)[start : start + len(local)]
-            out["advantages"] = adv.to(out["completion_ids"].device)
+            fn = get_advantage(self.rl.advantage)
+            adv = fn(RewardBatch.from_rows(rows), full_phase, self.num_generations, self.adv_cfg)
             m = self._metrics["train" if self.model.training else "eval"]
-            n = max(1, len(local))
-            m["hrpo/accuracy"].append(sum(r.correct for r in local) / n)
-            m["hrpo/format_stream"].append(sum(r.outcome.format_stream for r in local) / n)
-            m["hrpo/format_deep"].append(sum(r.outcome.format_deep for r in local) / n)
-            m["hrpo/stream_tokens"].append(sum(r.outcome.stream_tokens for r in local) / n)
-            m["hrpo/deep_tokens"].append(sum(r.outcome.deep_tokens for r in local) / n)
-            m["hrpo/skip_rate"].append(sum(r.summary["skips"] / max(1, r.summary["chunks"]) for r in local) / n)
-            m["hrpo/reward_stream"].append(sum(r.rewards[1] for r in local) / n)
-            m["hrpo/reward_deep"].append(sum(r.rewards[2] for r in local) / n)
-            return out
+            m["hrpo/reward_stream"].append(_mean([r.rewards[1] for r in local]))
+            m["hrpo/reward_deep"].append(_mean([r.rewards[2] for r in local]))
+            return adv[start : start + len(local)]
 
-    return HRPOTrainer
+    return StreamingGRPOTrainer, HRPOTrainer
 
 
 def HRPOTrainer(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - a factory that reads like the class
     """Build an HRPO trainer (TRL is imported only when training)."""
-    return _lazy_grpo_trainer()(*args, **kwargs)
+    return streaming_trainer_classes()[1](*args, **kwargs)
