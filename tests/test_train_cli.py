@@ -111,3 +111,78 @@ def test_empty_dataset_and_mismatched_modality(tmp_path):
     wrong = tmp_path / "audio.jsonl"
     wrong.write_text(json.dumps({"question": "Q?", "answer": "1", "audio": "x.wav"}) + "\n")
     assert_clean_error(cli("train", "--modality", "text", f"train.data={wrong}"), "modality")
+
+
+# -- on-policy distillation stage --------------------------------------------------------------------------------
+def save_tiny(d: Path, embedded_dir, **kw) -> Path:
+    from test_opd import tiny_lm
+
+    model, tok = tiny_lm(embedded_dir, **kw)
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher_dir(tmp_path_factory, embedded_dir):
+    return save_tiny(tmp_path_factory.mktemp("tiny-teacher"), embedded_dir, hidden=48, layers=3, seed=1)
+
+
+TINY_OPD = ["opd.max_steps=3", "opd.save_steps=1", "opd.max_thought_tokens=4", "opd.max_deep_tokens=6",
+            "opd.max_answer_tokens=3", "opd.learning_rate=1e-3", "train.n_train=4", "train.n_eval=0"]
+
+
+def test_opd_stage_distils_with_checkpoints_metrics_plots_and_resumes(tiny_dir, tiny_teacher_dir, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "adasr_mm", "train", "--modality", "text", "--stage", "opd", "--policy",
+           str(tiny_dir), "--teacher", str(tiny_teacher_dir), "--opd-reward", "power", "--alpha", "0.05",
+           "--output-dir", str(out), *TINY_OPD]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cks = sorted((out / "opd-checkpoints").glob("checkpoint-*"))
+    assert [c.name for c in cks] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert (cks[-1] / "optimizer.pt").is_file() and (cks[-1] / "rng_state.pth").is_file()
+    assert (out / "final" / "model.safetensors").is_file() and (out / "opd" / "tokenizer.json").is_file()
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in rows if "opd/reward_mean" in x]
+    assert [x["step"] for x in steps] == [1, 2, 3] and all(x["stage"] == "opd" for x in steps)
+    assert all("grad_norm" in x and "opd/agreement" in x and "opd/deep_tokens" in x for x in steps)
+    for png in ("opd.png", "grad_norm.png", "tokens.png", "accuracy.png"):
+        assert (out / "plots" / png).stat().st_size > 5000, png
+    opd = json.loads((out / "config.json").read_text())["opd"]
+    assert (opd["reward"], opd["alpha"], opd["teacher"]) == ("power", 0.05, str(tiny_teacher_dir))
+
+    # resume: lose the last checkpoint and the outputs, continue from checkpoint-2, land on the same weights
+    done = weights(out / "final")
+    import shutil
+
+    for d in (cks[-1], out / "opd", out / "final"):
+        shutil.rmtree(d)
+    r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env(), timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = weights(out / "final")
+    assert done.keys() == again.keys() and any(not torch.equal(done[k], weights(tiny_dir)[k]) for k in done)
+    for k in done:
+        assert torch.allclose(done[k], again[k], atol=1e-6), k
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stage", "opd"], "opd.teacher is required when the opd stage runs"),
+        (["--stage", "opd", "--teacher", "x", "--opd-reward", "kl"], "unknown opd reward 'kl'; registered"),
+        (["--stage", "opd", "--teacher", "x", "--alpha", "0"], "alpha must be > 0"),
+        (["train.stages=rl,sft"], "sft, opd, rl in this order"),
+        (["--stage", "opd", "--teacher", "/no/such/teacher", "train.n_train=2"], "teacher: policy directory"),
+    ],
+)
+def test_bad_opd_inputs_are_clear(args, message):
+    assert_clean_error(cli("train", "--modality", "text", *args), message)
+
+
+def test_teacher_with_another_tokenizer_is_a_clean_error(tiny_dir, embedded_dir, tmp_path):
+    other = save_tiny(tmp_path / "other", embedded_dir, seed=2, extra_tokens=("<|other|>",))
+    r = cli("train", "--modality", "text", "--stage", "opd", "--policy", tiny_dir, "--teacher", other,
+            "--output-dir", tmp_path / "run", *TINY_OPD)
+    assert_clean_error(r, "does not share the student's tokenizer")
+    assert "student vocabulary" in r.stderr and "teacher vocabulary" in r.stderr and "<|other|>" in r.stderr

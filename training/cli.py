@@ -13,10 +13,11 @@ from typing import Any
 from adasr_mm.config import AdasrConfig, load_yaml, parse_override, sections, update_config
 from adasr_mm.errors import AdasrError, ConfigError
 
+from .opd import OPDStageConfig
 from .rewards import RewardConfig
 from .trainer import RLStageConfig
 
-STAGES = ("sft", "rl")
+STAGES = ("sft", "opd", "rl")  # the order they run in: warm start, distillation from a teacher, RL
 
 
 @dataclass
@@ -27,7 +28,7 @@ class TrainRunConfig:
     data: str = field(default="builtin", metadata={"help": "builtin, a JSONL file, or a HF datasets id/dir"})
     n_train: int = field(default=32, metadata={"help": "training samples"})
     n_eval: int = field(default=16, metadata={"help": "held-out samples for the final evaluation (0 = skip)"})
-    stages: str = field(default="sft,rl", metadata={"help": "comma list of stages: sft, rl"})
+    stages: str = field(default="sft,rl", metadata={"help": "comma list of stages, in order: sft, opd, rl"})
     policy: str | None = field(default=None, metadata={"help": "starting model (hub id/dir); empty = embedded"})
     output_dir: str = field(default="", metadata={"help": "run directory (default runs/train-<modality>)"})
     cache_dir: str = field(default="", metadata={"help": "chunk cache for audio/video (default user cache)"})
@@ -36,9 +37,11 @@ class TrainRunConfig:
     def __post_init__(self) -> None:
         if self.modality not in ("text", "audio", "video"):
             raise ValueError(f"modality must be text, audio or video, got {self.modality!r}")
-        bad = [s for s in self.stage_list if s not in STAGES]
-        if bad or not self.stage_list:
-            raise ValueError(f"stages must be a comma list of {', '.join(STAGES)}, got {self.stages!r}")
+        st = self.stage_list
+        bad = [s for s in st if s not in STAGES]
+        if bad or not st or len(set(st)) < len(st) or st != sorted(st, key=STAGES.index):
+            raise ValueError(f"stages must be a comma list of {', '.join(STAGES)} in this order, without repeats, "
+                             f"got {self.stages!r}")
         if self.n_train < 1 or self.n_eval < 0:
             raise ValueError(f"need n_train >= 1 and n_eval >= 0, got {self.n_train}/{self.n_eval}")
 
@@ -57,6 +60,7 @@ def _sft_config() -> Any:
 class TrainConfig:
     train: TrainRunConfig = field(default_factory=TrainRunConfig)
     sft: Any = field(default_factory=_sft_config)
+    opd: OPDStageConfig = field(default_factory=OPDStageConfig)
     rl: RLStageConfig = field(default_factory=RLStageConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     adapters: AdasrConfig = field(default_factory=AdasrConfig)
@@ -67,6 +71,12 @@ class TrainConfig:
         d = {k: dataclasses.asdict(v) for k, v in sections(self).items() if k != "adapters"}
         d["adapters"] = self.adapters.to_dict()
         return d
+
+    def validate(self) -> None:
+        """Checks across sections, once flags and overrides are in (a section cannot know which stages run)."""
+        if "opd" in self.train.stage_list and not self.opd.teacher:
+            raise ConfigError("opd.teacher is required when the opd stage runs: pass --teacher ID|DIR "
+                              "(a model sharing the student's tokenizer) or set opd.teacher")
 
 
 def load_train_config(path: str | None, overrides: list[str]) -> TrainConfig:
@@ -111,8 +121,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. rl.max_steps=5 reward.w_deep=2")
     p.add_argument("--modality", choices=("text", "audio", "video"), help="stream modality to train on")
     p.add_argument("--config", help="train YAML (see configs/train/)")
-    p.add_argument("--stage", choices=("sft", "rl", "both"), help="run only one stage (default: the config's)")
+    p.add_argument("--stage", choices=("sft", "opd", "rl", "both"),
+                   help="run only one stage, or both = sft,rl (default: the config's train.stages)")
     p.add_argument("--advantage", help="registered advantage estimator (hrpo, grpo)")
+    p.add_argument("--teacher", help="opd: teacher model (hub id or dir) sharing the student's tokenizer")
+    p.add_argument("--opd-reward", help="opd: registered per-token reward (power, log-ratio)")
+    p.add_argument("--alpha", type=float, help="opd: exponent of the power reward (> 0)")
     p.add_argument("--output-dir", help="run directory")
     p.add_argument("--policy", help="starting model (hub id or dir); default: embedded SmolLM2")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run directory")
@@ -131,10 +145,15 @@ def _apply_train_flags(cfg: TrainConfig, a: argparse.Namespace) -> TrainConfig:
     update_config(cfg, {"train": t})  # type: ignore[arg-type]
     if a.advantage:
         update_config(cfg, {"rl": {"advantage": a.advantage}})  # type: ignore[arg-type]
+    opd = {k: v for k, v in (("teacher", a.teacher), ("reward", a.opd_reward), ("alpha", a.alpha)) if v is not None}
+    if opd:
+        update_config(cfg, {"opd": opd})  # type: ignore[arg-type]
+    cfg.validate()
     return cfg
 
 
-def _load_model(policy: str | None) -> tuple[Any, Any]:
+def _load_model(policy: str | None, what: str = "policy") -> tuple[Any, Any]:
+    """A float32 HF causal LM and its tokenizer with the protocol tokens added (``what`` names it in errors)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -146,7 +165,7 @@ def _load_model(policy: str | None) -> tuple[Any, Any]:
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as e:
-        raise AdasrError(f"cannot load policy {policy or path!r}: {str(e).splitlines()[0]}") from e
+        raise AdasrError(f"cannot load {what} {policy or path!r}: {str(e).splitlines()[0]}") from e
     add_protocol_tokens(tok, model)
     return model, tok
 
@@ -154,6 +173,22 @@ def _load_model(policy: str | None) -> tuple[Any, Any]:
 def _last_checkpoint(d: Path) -> str | None:
     cks = sorted(d.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name[11:].isdigit() else -1)
     return str(cks[-1]) if cks else None
+
+
+def _already_done(a: argparse.Namespace, stage_dir: Path, name: str) -> bool:
+    """On ``--resume``, a stage whose saved model exists is not run again."""
+    if a.resume and (stage_dir / "config.json").is_file():
+        print(f"{name}: already done ({stage_dir}), skipping")
+        return True
+    return False
+
+
+def _train_and_save(trainer: Any, tok: Any, resume_dir: Path | None, save_dir: Path) -> Any:
+    """Train (from the last checkpoint in ``resume_dir`` if any) and save model + tokenizer to ``save_dir``."""
+    res = trainer.train(resume_from_checkpoint=_last_checkpoint(resume_dir) if resume_dir else None)
+    trainer.save_model(str(save_dir))
+    tok.save_pretrained(str(save_dir))
+    return res
 
 
 def run_train(a: argparse.Namespace) -> int:
@@ -174,34 +209,38 @@ def run_train(a: argparse.Namespace) -> int:
     t0 = time.time()
     if "sft" in tc.stage_list:
         sft_dir = out / "sft"
-        if a.resume and (sft_dir / "config.json").is_file():
-            print(f"sft: already done ({sft_dir}), skipping")
-        else:
+        if not _already_done(a, sft_dir, "sft"):
             from .sft import build_sft_trainer
 
             model, tok = _load_model(policy)
-            ck = _last_checkpoint(sft_dir) if a.resume else None
             trainer = build_sft_trainer(model, tok, samples, cfg.sft, str(sft_dir), cfg.adapters.protocol)
             trainer.add_callback(JsonlMetricsCallback(metrics, "sft"))
-            res = trainer.train(resume_from_checkpoint=ck)
-            trainer.save_model(str(sft_dir))
-            tok.save_pretrained(str(sft_dir))
+            res = _train_and_save(trainer, tok, sft_dir if a.resume else None, sft_dir)
             print(f"sft: {res.global_step} steps, train loss {res.training_loss:.3f} -> {sft_dir}")
         policy = str(sft_dir)
+    if "opd" in tc.stage_list:
+        opd_dir = out / "opd"
+        if not _already_done(a, opd_dir, "opd"):
+            from .opd import OPDTrainer
+
+            model, tok = _load_model(policy)
+            ck_dir = out / "opd-checkpoints"
+            trainer = OPDTrainer(model, tok, samples, cfg.opd, cfg.reward, str(ck_dir),
+                                 protocol_config=cfg.adapters.protocol,
+                                 callbacks=[JsonlMetricsCallback(metrics, "opd")])
+            res = _train_and_save(trainer, tok, ck_dir if a.resume else None, opd_dir)
+            print(f"opd: {res.global_step} steps from teacher {cfg.opd.teacher} ({cfg.opd.reward}) -> {opd_dir}")
+        policy = str(opd_dir)
     if "rl" in tc.stage_list:
         from .trainer import HRPOTrainer
 
         model, tok = _load_model(policy)
         rl_dir = out / "rl-checkpoints"
-        ck = _last_checkpoint(rl_dir) if a.resume else None
         trainer = HRPOTrainer(model, tok, samples, cfg.rl, cfg.reward, str(rl_dir),
                               protocol_config=cfg.adapters.protocol,
                               callbacks=[JsonlMetricsCallback(metrics, "rl")])
-        trainer.train(resume_from_checkpoint=ck)
-        final = out / "final"
-        trainer.save_model(str(final))
-        tok.save_pretrained(str(final))
-        policy = str(final)
+        _train_and_save(trainer, tok, rl_dir if a.resume else None, out / "final")
+        policy = str(out / "final")
     elif policy is not None:
         final = out / "final"
         if Path(policy) != final:
@@ -219,7 +258,7 @@ def run_train(a: argparse.Namespace) -> int:
 
 
 def train_command() -> tuple[str, Any, Any]:
-    return ("train the streaming policy: SFT warm start, then HRPO/GRPO on streaming rollouts",
+    return ("train the streaming policy: SFT warm start, on-policy distillation (opt.), HRPO/GRPO RL",
             add_train_args, run_train)
 
 

@@ -40,9 +40,14 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 PLOTS = {
     "rewards.png": ("reward per term (RL)", ["rewards/format/mean", "rewards/accuracy/mean", "rewards/adaptive/mean",
                                              "reward", "hrpo/reward_stream", "hrpo/reward_deep"]),
-    "tokens.png": ("tokens per phase per rollout (RL)", ["hrpo/stream_tokens", "hrpo/deep_tokens"]),
-    "accuracy.png": ("accuracy, format and skip rate (RL)", ["hrpo/accuracy", "hrpo/format_stream",
-                                                              "hrpo/format_deep", "hrpo/skip_rate"]),
+    "tokens.png": ("tokens per phase per rollout (RL, OPD)", ["hrpo/stream_tokens", "hrpo/deep_tokens",
+                                                              "opd/stream_tokens", "opd/deep_tokens"]),
+    "accuracy.png": ("accuracy, format and skip rate of rollouts (RL, OPD)",
+                     ["hrpo/accuracy", "hrpo/format_stream", "hrpo/format_deep", "hrpo/skip_rate",
+                      "opd/accuracy", "opd/format_stream", "opd/format_deep", "opd/skip_rate"]),
+    "opd.png": ("OPD: per-token reward over policy tokens, teacher agreement, reverse KL",
+                ["opd/reward_mean", "opd/reward_min", "opd/reward_max", "opd/agreement", "opd/reverse_kl"]),
+    "grad_norm.png": ("gradient norm before clipping", ["grad_norm"]),
     "loss.png": ("training loss", ["loss"]),
 }
 
@@ -62,12 +67,12 @@ def plot_metrics(path: str | Path, out_dir: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
         drawn = False
         for key in keys:
-            for stage in sorted({r["stage"] for r in rows}):
+            stages = sorted({r["stage"] for r in rows if key in r})  # e.g. loss: one line per stage
+            for stage in stages:
                 pts = [(r["step"], r[key]) for r in rows if r["stage"] == stage and key in r]
-                if pts:
-                    xs, ys = zip(*pts, strict=True)
-                    ax.plot(xs, ys, marker="o", ms=3, label=f"{key} ({stage})" if fname == "loss.png" else key)
-                    drawn = True
+                xs, ys = zip(*pts, strict=True)
+                ax.plot(xs, ys, marker="o", ms=3, label=f"{key} ({stage})" if len(stages) > 1 else key)
+                drawn = True
         if not drawn:
             plt.close(fig)
             continue
