@@ -61,17 +61,16 @@ def test_power_over_alpha_tends_to_the_log_ratio():
     assert errs[-1] < 1e-3 and errs[-2] / errs[-3] == pytest.approx(0.1, rel=0.05), errs
 
 
-def test_bad_opd_config_is_clear():
-    with pytest.raises(ValueError, match="unknown opd reward 'kl'; registered: log-ratio, power"):
-        OPDStageConfig(reward="kl")
-    with pytest.raises(ValueError, match="alpha must be > 0"):
-        OPDStageConfig(alpha=0)
-    with pytest.raises(ValueError, match="num_generations"):
-        OPDStageConfig(num_generations=1)
-    with pytest.raises(ValueError, match="teacher_dtype"):
-        OPDStageConfig(teacher_dtype="int8")
-    with pytest.raises(ValueError, match="deep_weight"):
-        OPDStageConfig(deep_weight=-1)
+@pytest.mark.parametrize("kw, message", [
+    ({"reward": "kl"}, "unknown opd reward 'kl'; registered: log-ratio, power"),
+    ({"alpha": 0}, "alpha must be > 0"),
+    ({"num_generations": 1}, "num_generations must be >= 2"),
+    ({"teacher_dtype": "int8"}, "teacher_dtype must be one of"),
+    ({"deep_weight": -1}, "deep_weight must be >= 0"),
+])
+def test_bad_opd_config_is_clear(kw, message):
+    with pytest.raises(ValueError, match=message):
+        OPDStageConfig(**kw)
 
 
 def test_phase_weights():
