@@ -17,9 +17,11 @@ Prints tables and writes ``benchmarks/results/train.json`` (and the RL metric pl
 embedded SmolLM2-135M. The same OPD budget (steps, rollouts, learning rate) runs with the bounded ``power`` reward
 and with the vanilla ``log-ratio``; held-out built-in streams (test split, greedy, stream mode) score teacher,
 untrained student and both distilled students; max gradient norm (before clipping) and step time come from the
-same runs. Writes ``benchmarks/results/train_opd.json``.
+same runs. ``--student-sft-steps N`` first warm-starts the student with N preset SFT steps (OPD where it belongs,
+between SFT and RL). Writes ``benchmarks/results/train_opd.json`` (``train_opd_sft<N>.json``).
 
-    python benchmarks/train.py --opd [--teacher DIR] [--opd-steps 10] [--opd-lr 1e-5] [--alpha 5] [--n-eval 10]
+    python benchmarks/train.py --opd --threads 1 [--student-sft-steps 20] [--teacher DIR] [--opd-steps 8]
+                               [--opd-lr 5e-5] [--alpha 5]
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher", help="opd: teacher dir (default: train one with the HRPO CPU preset)")
     ap.add_argument("--teacher-sft-steps", type=int, default=None, help="opd: preset SFT steps (default preset)")
     ap.add_argument("--teacher-rl-steps", type=int, default=None, help="opd: preset HRPO steps (default preset)")
-    ap.add_argument("--opd-steps", type=int, default=10)
-    ap.add_argument("--opd-lr", type=float, default=1e-5)
+    ap.add_argument("--opd-steps", type=int, default=8)
+    ap.add_argument("--opd-lr", type=float, default=5e-5)
     ap.add_argument("--alpha", type=float, default=5.0)
     ap.add_argument("--student-sft-steps", type=int, default=0,
                     help="opd: warm-start the student with this many preset SFT steps first (0 = untrained student)")
