@@ -137,7 +137,8 @@ def test_opd_stage_distils_with_checkpoints_metrics_plots_and_resumes(tiny_dir, 
     cmd = [sys.executable, "-m", "adasr_mm", "train", "--modality", "text", "--stage", "opd", "--policy",
            str(tiny_dir), "--teacher", str(tiny_teacher_dir), "--opd-reward", "power", "--alpha", "0.05",
            "--output-dir", str(out), *TINY_OPD]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=600)
+    one_thread = {**env(), "OMP_NUM_THREADS": "1"}  # tiny models: threads only add contention on a shared CPU
+    r = subprocess.run(cmd, capture_output=True, text=True, env=one_thread, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     cks = sorted((out / "opd-checkpoints").glob("checkpoint-*"))
     assert [c.name for c in cks] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
@@ -158,7 +159,7 @@ def test_opd_stage_distils_with_checkpoints_metrics_plots_and_resumes(tiny_dir, 
 
     for d in (cks[-1], out / "opd", out / "final"):
         shutil.rmtree(d)
-    r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env(), timeout=600)
+    r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=one_thread, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     again = weights(out / "final")
     assert done.keys() == again.keys() and any(not torch.equal(done[k], weights(tiny_dir)[k]) for k in done)
