@@ -186,10 +186,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(source: str | Path | dict[str, Any] | None = None, overrides: list[str] | None = None
-                ) -> AdasrConfig:
-    """Defaults <- YAML file or dict <- ``key=value`` overrides."""
-    cfg = AdasrConfig()
+def load_config(source: str | Path | dict[str, Any] | None = None, overrides: list[str] | None = None,
+                defaults: AdasrConfig | None = None) -> AdasrConfig:
+    """Defaults <- YAML file or dict <- ``key=value`` overrides.
+
+    ``defaults``: the object to fill (e.g. a subclass with extra sections, like the app's); a fresh
+    :class:`AdasrConfig` when None."""
+    cfg = AdasrConfig() if defaults is None else defaults
     if isinstance(source, (str, Path)):
         update_config(cfg, load_yaml(source))
     elif isinstance(source, dict):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from adasr_mm.config import AdasrConfig, load_yaml, parse_override, update_config
+from adasr_mm.config import AdasrConfig, load_config
 
 FILE_CLOCKS = ("realtime", "instant")
 
@@ -66,12 +66,4 @@ class AppSettings(AdasrConfig):
 def load_settings(source: str | Path | dict[str, Any] | None = None, overrides: list[str] | None = None
                   ) -> AppSettings:
     """Defaults <- YAML file or dict <- ``section.key=value`` overrides (raises ConfigError on bad keys)."""
-    cfg = AppSettings()
-    if isinstance(source, (str, Path)):
-        update_config(cfg, load_yaml(source))
-    elif isinstance(source, dict):
-        update_config(cfg, source)
-    for item in overrides or []:
-        name, key, value = parse_override(cfg, item)
-        update_config(cfg, {name: {key: value}})
-    return cfg
+    return cast(AppSettings, load_config(source, overrides, AppSettings()))
