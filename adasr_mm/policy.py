@@ -13,6 +13,7 @@ import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
+from typing import Protocol as _Protocol
 
 import torch
 
@@ -68,6 +69,14 @@ class Generation:
     stop_id: int | None = None
 
 
+class TokenGuide(_Protocol):
+    """Optional per-session hook that may override each sampled policy token (training only, e.g. a teacher
+    replacing student tokens during distillation rollouts). ``forbidden`` is the phase's mask of tokens the policy
+    may not emit; the returned token must not be one of them. ``st.ids`` holds everything before the token."""
+
+    def __call__(self, st: PolicyState, proposed: int, forbidden: torch.Tensor) -> int: ...
+
+
 @dataclass
 class PolicyState:
     """Everything one session owns: KV cache, the full token trace with masks, and counters."""
@@ -90,6 +99,8 @@ class PolicyState:
     reprefill_tokens: int = 0
     segments: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each chunk+response
     generator: torch.Generator | None = None
+    guide: TokenGuide | None = None  # training-time override of sampled tokens (None at inference)
+    guided: int = 0  # policy tokens the guide replaced
 
     def generated(self, phase: str) -> int:
         return sum(1 for m, p in zip(self.env_mask, self.phase, strict=True) if m and p == phase)
@@ -260,7 +271,15 @@ class StreamingPolicy:
                 probs = torch.zeros_like(probs).scatter(0, si[keep], sp[keep])
                 probs = probs / probs.sum()
             tok = int(torch.multinomial(probs.cpu(), 1, generator=st.generator))
-        return tok, float(logprobs[tok])
+        if st.guide is not None:
+            forbidden = torch.isinf(masked) & (masked < 0)
+            guided = int(st.guide(st, tok, forbidden))
+            if guided != tok:
+                if bool(forbidden[guided]):
+                    raise ValueError(f"the token guide chose token {guided}, which the {phase} phase forbids")
+                st.guided += 1
+                tok = guided
+        return tok, float(logprobs[tok])  # the policy's own log-prob, also for a guided token
 
     def iter_generate(self, st: PolicyState, phase: str, max_tokens: int, stop_ids: tuple[int, ...],
                       min_tokens: int = 0) -> Generator[int, None, Generation]:

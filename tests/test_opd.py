@@ -214,3 +214,45 @@ def test_audio_and_video_streams_distil_through_the_same_rollout(embedded_dir, t
         assert r.summary["chunks"] == 3 and (~pol).sum() > 10
         assert (batch["advantages"][i, : len(pol)][~pol] == 0).all()
         assert (batch["advantages"][i, : len(pol)][pol] != 0).all()  # log-ratio: every policy token is scored
+
+
+def test_teacher_guided_rollouts_keep_every_policy_token_in_the_teachers_top_k(embedded_dir, tmp_path):
+    k = 3
+    tr = make_opd(embedded_dir, tmp_path, reward="power", guide_top_k=k)
+    tr.model.train()
+    batch = tr._generate_and_score_completions([{"prompt": "<sample:0>"}] * 2)
+    policy = tr.streamer.policy
+    close = policy.ids.think_close
+    guided = 0
+    for i, r in enumerate(tr._rollouts):
+        x = torch.tensor([r.prompt_ids + r.completion_ids])
+        with torch.no_grad():
+            t_logits = tr.teacher(input_ids=x).logits[0, len(r.prompt_ids) - 1 : -1].float()
+            recomputed = student_logps(tr.model, r)
+        after_close = False
+        for t, (tok, m, ph) in enumerate(zip(r.completion_ids, r.env_mask, r.phase_ids, strict=True)):
+            if m:
+                phase = "stream" if ph == STREAM else "answer" if after_close else "deep"
+                masked = t_logits[t].masked_fill(policy._masks[phase][: t_logits.shape[1]], float("-inf"))
+                assert tok in masked.topk(k).indices.tolist(), (t, phase)
+            after_close = after_close or tok == close
+        pol = torch.tensor(r.env_mask).bool()
+        # the reward and the loss use the student's own log-prob, also of the tokens the teacher chose
+        assert torch.allclose(torch.tensor(r.logprobs)[pol], recomputed[pol], atol=1e-4)
+        assert (batch["advantages"][i, : len(pol)][~pol] == 0).all()
+        guided += r.guided
+    assert guided > 0  # a random tiny student strays from a random tiny teacher's top-3
+    assert 0 < tr._metrics["train"]["opd/guided_rate"][-1] <= 1
+
+
+def test_a_guide_that_accepts_everything_leaves_rollouts_unchanged(embedded_dir, tmp_path):
+    plain = make_opd(embedded_dir, tmp_path / "a")
+    vocab = plain.model.get_output_embeddings().weight.shape[0]
+    guided = make_opd(embedded_dir, tmp_path / "b", guide_top_k=vocab)
+    for tr in (plain, guided):
+        tr.model.train()
+        tr._generate_and_score_completions([{"prompt": "<sample:0>"}] * 2)
+    for a, b in zip(plain._rollouts, guided._rollouts, strict=True):
+        assert a.completion_ids == b.completion_ids and b.guided == 0
+    with pytest.raises(ValueError, match="guide_top_k must be >= 0"):
+        OPDStageConfig(guide_top_k=-1)

@@ -38,10 +38,20 @@ and answer tokens, mirroring HRPO's latency-aware weighting (deep tokens are vis
 in the adaptive reward): ``deep_weight = reward.w_deep / reward.w_stream`` (4 by default) makes the student match
 the teacher hardest where its tokens cost the user time. The default 1 is plain OPD.
 
+Teacher-guided rollouts (optional, ``guide_top_k = k > 0``): the estimator above only reaches tokens the student
+samples, and an untrained student practically never samples the protocol markers (new tokens with mean-initialised
+embeddings), so plain OPD cannot teach it the protocol. With a guide, the teacher vets each sampled token during
+the rollout: inside the teacher's top-k it stays, otherwise a teacher sample from its top-k replaces it
+(speculative knowledge distillation, Xu et al., 2025). The reward and loss are unchanged and use the student's own
+log-prob of whatever token is in the sequence, so replaced tokens (``p_T`` high, ``p_S`` low: ``r_t > 0``) pull
+the student toward the teacher exactly where it strays. The rollouts are then partly the teacher's (off-policy
+for the replaced tokens; ``opd/guided_rate`` logs the fraction) and cost one extra teacher forward per sampled
+token. Use it from an untrained or weak student; ``k = 0`` (default) is pure on-policy OPD.
+
 Logged per step (prefix ``opd/``): per-token reward mean/min/max over policy tokens, teacher-student agreement
 (fraction of policy tokens whose sampled token is the teacher's argmax), the single-sample reverse-KL estimate
-``mean(log p_S - log p_T)`` (comparable across reward types), teacher scoring seconds, stream/deep tokens, rollout
-accuracy/format/skip rate; the Trainer adds ``grad_norm`` (before clipping) and ``loss``.
+``mean(log p_S - log p_T)`` (comparable across reward types), guided rate (with a guide), teacher scoring
+seconds, stream/deep tokens, rollout accuracy/format/skip rate; the Trainer adds ``grad_norm`` (before clipping) and ``loss``.
 """
 
 from __future__ import annotations
@@ -111,6 +121,9 @@ class OPDStageConfig(RolloutStageConfig):
     teacher_device: str = field(default="auto", metadata={"help": "teacher device: auto (= the student's), cpu, cuda:N"})
     max_grad_norm: float = field(default=1.0, metadata={
         "help": "gradient clipping (0 = off); the logged grad_norm is measured before clipping"})
+    guide_top_k: int = field(default=0, metadata={
+        "help": "teacher-guided rollouts: a sampled student token outside the teacher's top-k is replaced by a "
+                "teacher sample from its top-k (speculative KD); 0 = pure on-policy rollouts"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -123,6 +136,8 @@ class OPDStageConfig(RolloutStageConfig):
             raise ValueError(f"teacher_dtype must be one of {', '.join(TEACHER_DTYPES)}, got {self.teacher_dtype!r}")
         if self.max_grad_norm < 0:
             raise ValueError(f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        if self.guide_top_k < 0:
+            raise ValueError(f"guide_top_k must be >= 0 (0 = off), got {self.guide_top_k}")
 
     def loss_args(self) -> dict[str, Any]:
         # temperature 1: the loss differentiates the raw log p_S, the quantity the reward compares with log p_T
@@ -178,6 +193,51 @@ def teacher_token_logprobs(teacher: Any, prompt_ids: list[int], completion_ids: 
     return logp.cpu(), (logits.argmax(-1) == target).cpu()
 
 
+class TeacherGuide:
+    """Per-rollout :class:`~adasr_mm.policy.TokenGuide`: the teacher vets every token the student samples.
+
+    Why: the sampled-token rewards only reach tokens the student samples, and an untrained student practically
+    never samples the protocol markers (new tokens), so pure OPD cannot teach them. Following speculative
+    knowledge distillation (Xu et al., 2025), a proposal inside the teacher's top-k is kept (the rollout stays the
+    student's wherever the teacher finds it plausible) and any other is replaced by a sample from the teacher's
+    top-k (same phase mask). Replaced tokens then get the usual reward ``p_T^a - p_S^a`` > 0 on the student's
+    own log-prob: the student is pulled toward the teacher's choice exactly where it strays. The teacher keeps
+    its own KV cache and catches up on the trace (chunks included) lazily, one forward per sampled token.
+    """
+
+    def __init__(self, teacher: Any, top_k: int):
+        self.teacher = teacher
+        self.top_k = top_k
+        self.device = next(teacher.parameters()).device
+        self.cache: Any = None
+        self.seen = 0
+        self.calls = 0
+
+    @torch.inference_mode()
+    def __call__(self, st: Any, proposed: int, forbidden: torch.Tensor) -> int:
+        if st.evicted_tokens:  # the student's context was cut: the teacher would see a different sequence
+            return proposed
+        from transformers import DynamicCache
+
+        if self.cache is None:
+            self.cache = DynamicCache()
+        x = torch.tensor([st.ids[self.seen :]], dtype=torch.long, device=self.device)
+        out = self.teacher(input_ids=x, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        self.cache = out.past_key_values
+        self.seen = len(st.ids)
+        self.calls += 1
+        logits = out.logits[0, -1].float()
+        n = min(logits.shape[0], forbidden.shape[0])
+        logits = logits[:n].masked_fill(forbidden[:n].to(self.device), float("-inf"))
+        top = logits.topk(min(self.top_k, n))
+        allowed = torch.isfinite(top.values)
+        ids = top.indices[allowed]
+        if proposed in ids.tolist() or not len(ids):
+            return proposed
+        probs = torch.softmax(top.values[allowed], dim=-1).cpu()
+        return int(ids[int(torch.multinomial(probs, 1, generator=st.generator))])
+
+
 def phase_weights(phase: torch.Tensor, deep_weight: float) -> torch.Tensor:
     """Per-token weight: 1 on streaming tokens, ``deep_weight`` on deep+answer tokens, 0 on environment tokens."""
     return (phase == STREAM).float() + deep_weight * (phase == DEEP).float()
@@ -209,6 +269,8 @@ def _opd_trainer_class() -> type:
             self.teacher = t_model.to(device=device, dtype=_teacher_dtype(opd.teacher_dtype, device)).eval()
             self.teacher.requires_grad_(False)
             self.opd_reward = get_opd_reward(opd.reward)
+            if opd.guide_top_k:
+                self.streamer.guide_factory = lambda: TeacherGuide(self.teacher, opd.guide_top_k)
 
         def _token_advantages(self, out: dict[str, Any], phase: torch.Tensor) -> torch.Tensor:
             t0 = time.perf_counter()
@@ -235,6 +297,8 @@ def _opd_trainer_class() -> type:
                 m["opd/reward_max"].append(v.max().item())
                 m["opd/agreement"].append(torch.cat(agree).mean().item())
                 m["opd/reverse_kl"].append(torch.cat(kl).mean().item())
+                if self.rl.guide_top_k:
+                    m["opd/guided_rate"].append(sum(r.guided for r in self._rollouts) / v.numel())
             m["opd/teacher_seconds"].append(time.perf_counter() - t0)
             return adv
 

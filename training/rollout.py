@@ -8,6 +8,7 @@ tokens: chunks, markers, forced closures) and per-token phase ids (0 env, 1 stre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ class Rollout:
     rewards: tuple[float, float, float] = (0.0, 0.0, 0.0)  # R, R_stream, R_deep
     parts: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    guided: int = 0  # policy tokens a guide (e.g. the OPD teacher) replaced
 
 
 def _phase_ids(env_mask: list[int], phases: list[str]) -> list[int]:
@@ -54,7 +56,7 @@ def rollout_from_result(sample: Sample, res: SessionResult, reward_cfg: RewardCo
     return Rollout(sample=sample, prompt_ids=st.ids[:n], completion_ids=st.ids[n:], env_mask=st.env_mask[n:],
                    phase_ids=_phase_ids(st.env_mask[n:], st.phase[n:]), logprobs=st.logprobs[n:],
                    answer=res.answer, correct=correct, outcome=o, rewards=rewards, parts=parts,
-                   summary=s.to_dict())
+                   summary=s.to_dict(), guided=st.guided)
 
 
 class StreamingRollout:
@@ -62,6 +64,8 @@ class StreamingRollout:
 
     def __init__(self, model: Any, tokenizer: Any, policy_config: PolicyConfig, reward_config: RewardConfig,
                  protocol_config: Any = None, check: Any = None):
+        # guide_factory() -> a fresh per-rollout TokenGuide (see adasr_mm.policy), or None: plain sampling
+        self.guide_factory: Callable[[], Any] | None = None
         self.policy = StreamingPolicy(model, tokenizer, policy_config, protocol_config, name="train")
         self.reward_config = reward_config
         if check is None:
@@ -76,6 +80,8 @@ class StreamingRollout:
         model.eval()
         try:
             session = Session(self.policy, sample.question, SessionConfig(max_lag_s=0.0), clock="instant", seed=seed)
+            if self.guide_factory is not None:
+                session.state.guide = self.guide_factory()
             for c in sample.chunks:
                 for _ in session.push(c):
                     pass
