@@ -18,10 +18,12 @@ embedded SmolLM2-135M. The same OPD budget (steps, rollouts, learning rate) runs
 and with the vanilla ``log-ratio``; held-out built-in streams (test split, greedy, stream mode) score teacher,
 untrained student and both distilled students; max gradient norm (before clipping) and step time come from the
 same runs. ``--student-sft-steps N`` first warm-starts the student with N preset SFT steps (OPD where it belongs,
-between SFT and RL). Writes ``benchmarks/results/train_opd.json`` (``train_opd_sft<N>.json``).
+between SFT and RL). ``--guide-top-k K`` runs both rewards with teacher-guided rollouts (student tokens outside
+the teacher's top-K are replaced by a teacher sample), which is what lets OPD teach an untrained student the
+protocol markers it never samples. Writes ``benchmarks/results/train_opd[_sft<N>][_guided<K>].json``.
 
-    python benchmarks/train.py --opd --threads 1 [--student-sft-steps 20] [--teacher DIR] [--opd-steps 8]
-                               [--opd-lr 5e-5] [--alpha 5]
+    python benchmarks/train.py --opd --threads 1 [--student-sft-steps 20] [--guide-top-k 5] [--teacher DIR]
+                               [--opd-steps 8] [--opd-lr 5e-5] [--alpha 5]
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--opd-steps", type=int, default=8)
     ap.add_argument("--opd-lr", type=float, default=5e-5)
     ap.add_argument("--alpha", type=float, default=5.0)
+    ap.add_argument("--guide-top-k", type=int, default=0,
+                    help="opd: teacher-guided rollouts for both rewards (0 = pure on-policy)")
     ap.add_argument("--student-sft-steps", type=int, default=0,
                     help="opd: warm-start the student with this many preset SFT steps first (0 = untrained student)")
     ap.add_argument("--threads", type=int, default=0,
@@ -200,6 +204,27 @@ def run_opd(args: argparse.Namespace) -> int:
         def on_step_end(self, *a, **k):
             self.times.append(time.perf_counter() - self.t0)
 
+    class PeakRSS:
+        """Samples this process's resident memory every 50 ms while a run trains (peak, in MB)."""
+
+        def __enter__(self) -> PeakRSS:
+            import threading
+
+            import psutil
+
+            self.proc, self.peak, self.stop = psutil.Process(), 0, threading.Event()
+            self.thread = threading.Thread(target=self._loop, daemon=True)
+            self.thread.start()
+            return self
+
+        def _loop(self) -> None:
+            while not self.stop.wait(0.05):
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+
+        def __exit__(self, *exc: object) -> None:
+            self.stop.set()
+            self.thread.join()
+
     work = Path(args.work).with_name(Path(args.work).name + "-opd")
     work.mkdir(parents=True, exist_ok=True)
     teacher_dir, teacher_s = train_teacher(work, args)
@@ -215,11 +240,13 @@ def run_opd(args: argparse.Namespace) -> int:
                  "teacher_data": tcfg.get("train", {}).get("data"), "data": cfg.train.data,
                  "n_train": len(train), "n_eval": len(test),
                  "opd_steps": args.opd_steps, "opd_lr": args.opd_lr, "alpha": args.alpha,
+                 "guide_top_k": args.guide_top_k,
                  "torch_threads": torch.get_num_threads(), "runs": {}}
     heldout = {"teacher (SFT+HRPO preset)": evaluate(teacher_dir, test, cfg, "stream"),
                "student untrained": evaluate(None, test, cfg, "stream")}
     student = None  # the embedded model
-    tag = f"-sft{args.student_sft_steps}" if args.student_sft_steps else ""
+    tag = (f"-sft{args.student_sft_steps}" if args.student_sft_steps else "") + \
+        (f"-guided{args.guide_top_k}" if args.guide_top_k else "")
     if args.student_sft_steps:  # OPD where the issue puts it: after a (short) SFT warm start
         import dataclasses
 
@@ -236,23 +263,27 @@ def run_opd(args: argparse.Namespace) -> int:
         model, tok = _load_model(student)
         opd = OPDStageConfig(teacher=teacher_dir, reward=reward, alpha=args.alpha, max_steps=args.opd_steps,
                              learning_rate=args.opd_lr, num_generations=2, prompts_per_step=2,
+                             guide_top_k=args.guide_top_k,
                              max_thought_tokens=cfg.rl.max_thought_tokens, max_deep_tokens=cfg.rl.max_deep_tokens,
                              max_answer_tokens=cfg.rl.max_answer_tokens, save_steps=10_000)
         timer = StepTimer()
         tr = OPDTrainer(model, tok, train, opd, cfg.reward, str(work / f"opd-{reward}{tag}"), teacher=teacher,
                         callbacks=[timer], grpo_overrides={"save_strategy": "no"})  # no 1.4 GB checkpoints
-        tr.train()
+        with PeakRSS() as mem:
+            tr.train()
         final = work / f"student-{reward}{tag}"
         tr.save_model(str(final))
         tok.save_pretrained(str(final))
         logs = [h for h in tr.state.log_history if "opd/reward_mean" in h]
-        label = f"student + OPD {reward}" + (f" (alpha={args.alpha:g})" if reward == "power" else "")
+        label = f"student + OPD {reward}" + (f" (alpha={args.alpha:g})" if reward == "power" else "") + \
+            (f", guided top-{args.guide_top_k}" if args.guide_top_k else "")
         heldout[label] = evaluate(str(final), test, cfg, "stream")
         out["runs"][reward] = {
-            "step_s": timer.times, "mean_step_s": statistics.mean(timer.times),
+            "step_s": timer.times, "mean_step_s": statistics.mean(timer.times), "peak_rss_mb": mem.peak / 2**20,
             "grad_norm": [h["grad_norm"] for h in logs], "max_grad_norm": max(h["grad_norm"] for h in logs),
             **{k: [h[f"opd/{k}"] for h in logs] for k in ("reward_mean", "reward_min", "reward_max", "agreement",
-                                                         "reverse_kl", "format_stream", "format_deep")},
+                                                         "reverse_kl", "format_stream", "format_deep",
+                                                         *(["guided_rate"] if args.guide_top_k else []))},
         }
         r = out["runs"][reward]
         print(f"opd {reward}: {r['mean_step_s']:.1f} s/step, max grad norm {r['max_grad_norm']:.3g}, "
@@ -262,19 +293,22 @@ def run_opd(args: argparse.Namespace) -> int:
 
     keys = ["format", "accuracy", "format_violations", "stream_tokens", "deep_tokens", "skip_rate"]
     print(f"\nheld-out: {len(test)} test-split built-in text streams, greedy, stream mode; OPD: {args.opd_steps} "
-          f"steps x 4 rollouts, lr {args.opd_lr:g}, same budget for both rewards")
-    print("| model | " + " | ".join(keys) + " | max grad norm | s/step | train reverse KL first -> last |")
-    print("|---" * (len(keys) + 4) + "|")
+          f"steps x 4 rollouts, lr {args.opd_lr:g}, same budget for both rewards"
+          + (f", teacher-guided rollouts (top-{args.guide_top_k})" if args.guide_top_k else ""))
+    print("| model | " + " | ".join(keys) + " | max grad norm | s/step | peak RSS MB | train reverse KL first -> last |")
+    print("|---" * (len(keys) + 5) + "|")
     for name, r in heldout.items():
         run = next((out["runs"][k] for k in out["runs"] if f"OPD {k}" in name), None)
-        extra = (f"{run['max_grad_norm']:.3g} | {run['mean_step_s']:.1f} | "
-                 f"{run['reverse_kl'][0]:.2f} -> {run['reverse_kl'][-1]:.2f}") if run else "- | - | -"
+        extra = (f"{run['max_grad_norm']:.3g} | {run['mean_step_s']:.1f} | {run['peak_rss_mb']:.0f} | "
+                 f"{run['reverse_kl'][0]:.2f} -> {run['reverse_kl'][-1]:.2f}") if run else "- | - | - | -"
         print(f"| {name} | " + " | ".join(f"{r[k]:.3f}" for k in keys) + f" | {extra} |")
     p, lr_ = out["runs"]["power"], out["runs"]["log-ratio"]
     print(f"\npower vs log-ratio: max grad norm {p['max_grad_norm']:.3g} vs {lr_['max_grad_norm']:.3g} "
           f"({lr_['max_grad_norm'] / max(p['max_grad_norm'], 1e-30):.0f}x), mean step {p['mean_step_s']:.1f} s vs "
-          f"{lr_['mean_step_s']:.1f} s")
-    name = f"train_opd_sft{args.student_sft_steps}.json" if args.student_sft_steps else "train_opd.json"
+          f"{lr_['mean_step_s']:.1f} s, peak RSS {p['peak_rss_mb']:.0f} vs {lr_['peak_rss_mb']:.0f} MB (whole process, "
+          "teacher and rollouts included; the second run inherits the allocator's pool)")
+    name = "train_opd" + (f"_sft{args.student_sft_steps}" if args.student_sft_steps else "") + \
+        (f"_guided{args.guide_top_k}" if args.guide_top_k else "") + ".json"
     path = Path(args.json or ROOT / "benchmarks" / "results" / name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1, default=str))

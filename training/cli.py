@@ -127,6 +127,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", help="opd: teacher model (hub id or dir) sharing the student's tokenizer")
     p.add_argument("--opd-reward", help="opd: registered per-token reward (power, log-ratio)")
     p.add_argument("--alpha", type=float, help="opd: exponent of the power reward (> 0)")
+    p.add_argument("--guide-top-k", type=int, help="opd: teacher-guided rollouts, replace student tokens outside "
+                                                   "the teacher's top-k (0 = pure on-policy)")
     p.add_argument("--output-dir", help="run directory")
     p.add_argument("--policy", help="starting model (hub id or dir); default: embedded SmolLM2")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run directory")
@@ -145,7 +147,8 @@ def _apply_train_flags(cfg: TrainConfig, a: argparse.Namespace) -> TrainConfig:
     update_config(cfg, {"train": t})  # type: ignore[arg-type]
     if a.advantage:
         update_config(cfg, {"rl": {"advantage": a.advantage}})  # type: ignore[arg-type]
-    opd = {k: v for k, v in (("teacher", a.teacher), ("reward", a.opd_reward), ("alpha", a.alpha)) if v is not None}
+    opd = {k: v for k, v in (("teacher", a.teacher), ("reward", a.opd_reward), ("alpha", a.alpha),
+                             ("guide_top_k", a.guide_top_k)) if v is not None}
     if opd:
         update_config(cfg, {"opd": opd})  # type: ignore[arg-type]
     cfg.validate()
