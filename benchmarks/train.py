@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--opd-steps", type=int, default=8)
     ap.add_argument("--opd-lr", type=float, default=5e-5)
     ap.add_argument("--alpha", type=float, default=5.0)
+    ap.add_argument("--marker-lr-multiplier", type=float, default=1.0,
+                    help="opd: scale the protocol-token embedding rows' updates (as the SFT preset does with 20)")
     ap.add_argument("--guide-top-k", type=int, default=0,
                     help="opd: teacher-guided rollouts for both rewards (0 = pure on-policy)")
     ap.add_argument("--student-sft-steps", type=int, default=0,
@@ -240,7 +242,7 @@ def run_opd(args: argparse.Namespace) -> int:
                  "teacher_data": tcfg.get("train", {}).get("data"), "data": cfg.train.data,
                  "n_train": len(train), "n_eval": len(test),
                  "opd_steps": args.opd_steps, "opd_lr": args.opd_lr, "alpha": args.alpha,
-                 "guide_top_k": args.guide_top_k,
+                 "guide_top_k": args.guide_top_k, "marker_lr_multiplier": args.marker_lr_multiplier,
                  "torch_threads": torch.get_num_threads(), "runs": {}}
     heldout = {"teacher (SFT+HRPO preset)": evaluate(teacher_dir, test, cfg, "stream"),
                "student untrained": evaluate(None, test, cfg, "stream")}
@@ -263,7 +265,7 @@ def run_opd(args: argparse.Namespace) -> int:
         model, tok = _load_model(student)
         opd = OPDStageConfig(teacher=teacher_dir, reward=reward, alpha=args.alpha, max_steps=args.opd_steps,
                              learning_rate=args.opd_lr, num_generations=2, prompts_per_step=2,
-                             guide_top_k=args.guide_top_k,
+                             guide_top_k=args.guide_top_k, marker_lr_multiplier=args.marker_lr_multiplier,
                              max_thought_tokens=cfg.rl.max_thought_tokens, max_deep_tokens=cfg.rl.max_deep_tokens,
                              max_answer_tokens=cfg.rl.max_answer_tokens, save_steps=10_000)
         timer = StepTimer()
@@ -276,7 +278,8 @@ def run_opd(args: argparse.Namespace) -> int:
         tok.save_pretrained(str(final))
         logs = [h for h in tr.state.log_history if "opd/reward_mean" in h]
         label = f"student + OPD {reward}" + (f" (alpha={args.alpha:g})" if reward == "power" else "") + \
-            (f", guided top-{args.guide_top_k}" if args.guide_top_k else "")
+            (f", guided top-{args.guide_top_k}" if args.guide_top_k else "") + \
+            (f", markers x{args.marker_lr_multiplier:g}" if args.marker_lr_multiplier != 1 else "")
         heldout[label] = evaluate(str(final), test, cfg, "stream")
         out["runs"][reward] = {
             "step_s": timer.times, "mean_step_s": statistics.mean(timer.times), "peak_rss_mb": mem.peak / 2**20,

@@ -57,6 +57,7 @@ seconds, stream/deep tokens, rollout accuracy/format/skip rate; the Trainer adds
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,6 +122,9 @@ class OPDStageConfig(RolloutStageConfig):
     teacher_device: str = field(default="auto", metadata={"help": "teacher device: auto (= the student's), cpu, cuda:N"})
     max_grad_norm: float = field(default=1.0, metadata={
         "help": "gradient clipping (0 = off); the logged grad_norm is measured before clipping"})
+    marker_lr_multiplier: float = field(default=1.0, metadata={
+        "help": "scale the update of the protocol-token embedding rows (as in SFT): > 1 lets a student that has "
+                "not learned the markers (untrained, mean-initialised rows) actually move them; 1 = plain"})
     guide_top_k: int = field(default=0, metadata={
         "help": "teacher-guided rollouts: a sampled student token outside the teacher's top-k is replaced by a "
                 "teacher sample from its top-k (speculative KD); 0 = pure on-policy rollouts"})
@@ -136,6 +140,8 @@ class OPDStageConfig(RolloutStageConfig):
             raise ValueError(f"teacher_dtype must be one of {', '.join(TEACHER_DTYPES)}, got {self.teacher_dtype!r}")
         if self.max_grad_norm < 0:
             raise ValueError(f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        if not (self.marker_lr_multiplier >= 1 and math.isfinite(self.marker_lr_multiplier)):
+            raise ValueError(f"marker_lr_multiplier must be >= 1, got {self.marker_lr_multiplier}")
         if self.guide_top_k < 0:
             raise ValueError(f"guide_top_k must be >= 0 (0 = off), got {self.guide_top_k}")
 
@@ -263,6 +269,13 @@ def _opd_trainer_class() -> type:
             add_protocol_tokens(tokenizer, model)
             add_protocol_tokens(t_tok, t_model)
             check_shared_vocab(tokenizer, t_tok, opd.teacher or type(t_model).__name__)
+            if opd.marker_lr_multiplier != 1:
+                from adasr_mm.protocol import PROTOCOL_TOKENS
+
+                from .sft import MarkerRowBoost
+
+                rows = [tokenizer.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS]
+                callbacks = [*(callbacks or []), MarkerRowBoost(model, rows, opd.marker_lr_multiplier)]
             super().__init__(model, tokenizer, samples, opd, reward or RewardConfig(), output_dir, protocol_config,
                              grpo_overrides, callbacks, check)
             device = self.accelerator.device if opd.teacher_device == "auto" else torch.device(opd.teacher_device)
