@@ -67,6 +67,8 @@ def test_power_over_alpha_tends_to_the_log_ratio():
     ({"num_generations": 1}, "num_generations must be >= 2"),
     ({"teacher_dtype": "int8"}, "teacher_dtype must be one of"),
     ({"deep_weight": -1}, "deep_weight must be >= 0"),
+    ({"marker_lr_multiplier": 0.5}, "marker_lr_multiplier must be >= 1"),
+    ({"guide_top_k": -1}, "guide_top_k must be >= 0"),
 ])
 def test_bad_opd_config_is_clear(kw, message):
     with pytest.raises(ValueError, match=message):
@@ -254,5 +256,23 @@ def test_a_guide_that_accepts_everything_leaves_rollouts_unchanged(embedded_dir,
         tr._generate_and_score_completions([{"prompt": "<sample:0>"}] * 2)
     for a, b in zip(plain._rollouts, guided._rollouts, strict=True):
         assert a.completion_ids == b.completion_ids and b.guided == 0
-    with pytest.raises(ValueError, match="guide_top_k must be >= 0"):
-        OPDStageConfig(guide_top_k=-1)
+
+
+def test_marker_rows_take_larger_opd_steps(embedded_dir, tmp_path):
+    """marker_lr_multiplier scales the protocol rows' update as in SFT (same rollouts, same gradients)."""
+    from adasr_mm.protocol import PROTOCOL_TOKENS
+
+    deltas = {}
+    for k in (1.0, 4.0):
+        tr = make_opd(embedded_dir, tmp_path / f"k{k}", reward="log-ratio", max_steps=1, learning_rate=1e-3,
+                      marker_lr_multiplier=k)
+        emb = tr.model.get_input_embeddings().weight
+        before = emb.detach().clone()
+        tr.train()
+        deltas[k] = emb.detach() - before
+    rows = [tr.processing_class.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS]
+    other = torch.ones(deltas[1.0].shape[0], dtype=torch.bool)
+    other[rows] = False
+    assert deltas[1.0][rows].abs().sum() > 0
+    assert torch.allclose(deltas[4.0][rows], 4 * deltas[1.0][rows], atol=1e-6)
+    assert torch.allclose(deltas[4.0][other], deltas[1.0][other], atol=1e-7)
