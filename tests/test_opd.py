@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 from test_hrpo_trainer import exact, samples
+from test_sft import assert_marker_rows_scaled
 
 from adasr_mm.advantages import DEEP, ENV, STREAM
 from adasr_mm.errors import ConfigError
@@ -270,9 +271,4 @@ def test_marker_rows_take_larger_opd_steps(embedded_dir, tmp_path):
         before = emb.detach().clone()
         tr.train()
         deltas[k] = emb.detach() - before
-    rows = [tr.processing_class.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS]
-    other = torch.ones(deltas[1.0].shape[0], dtype=torch.bool)
-    other[rows] = False
-    assert deltas[1.0][rows].abs().sum() > 0
-    assert torch.allclose(deltas[4.0][rows], 4 * deltas[1.0][rows], atol=1e-6)
-    assert torch.allclose(deltas[4.0][other], deltas[1.0][other], atol=1e-7)
+    assert_marker_rows_scaled(deltas, [tr.processing_class.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS])

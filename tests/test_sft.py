@@ -159,7 +159,6 @@ def test_sft_loss_covers_only_policy_tokens(make_tiny_policy, tmp_path):
 
 def test_marker_rows_take_larger_steps(make_tiny_policy, tmp_path):
     """One step with marker_lr_multiplier=k moves the protocol rows k times as far and the rest alike."""
-    import torch
 
     from adasr_mm.protocol import PROTOCOL_TOKENS
 
@@ -172,12 +171,18 @@ def test_marker_rows_take_larger_steps(make_tiny_policy, tmp_path):
                              marker_lr_multiplier=k)
         build_sft_trainer(policy.model, policy.tokenizer, _samples(), cfg, str(tmp_path / f"k{k}")).train()
         deltas[k] = emb.detach() - before
-    rows = [policy.tokenizer.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS]
+    assert_marker_rows_scaled(deltas, [policy.tokenizer.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS])
+
+
+def assert_marker_rows_scaled(deltas, rows, k=4.0):
+    """Embedding updates with multiplier ``k`` vs 1: the protocol rows moved k times as far, the rest alike."""
+    import torch
+
     other = torch.ones(deltas[1.0].shape[0], dtype=torch.bool)
     other[rows] = False
     assert deltas[1.0][rows].abs().sum() > 0
-    assert torch.allclose(deltas[4.0][rows], 4 * deltas[1.0][rows], atol=1e-6)
-    assert torch.allclose(deltas[4.0][other], deltas[1.0][other], atol=1e-7)
+    assert torch.allclose(deltas[k][rows], k * deltas[1.0][rows], atol=1e-6)
+    assert torch.allclose(deltas[k][other], deltas[1.0][other], atol=1e-7)
 
 
 def test_tiny_sft_run_saves_a_loadable_policy(make_tiny_policy, tmp_path):
