@@ -187,3 +187,15 @@ def test_teacher_with_another_tokenizer_is_a_clean_error(tiny_dir, embedded_dir,
             "--output-dir", tmp_path / "run", *TINY_OPD)
     assert_clean_error(r, "does not share the student's tokenizer")
     assert "student vocabulary" in r.stderr and "teacher vocabulary" in r.stderr and "<|other|>" in r.stderr
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "configs" / "train").glob("*.yaml")))
+def test_every_train_preset_loads_and_validates(preset):
+    """The shipped presets are real configs: every key exists and every value passes its stage's checks."""
+    from adasr_mm.training.cli import load_train_config
+
+    cfg = load_train_config(str(ROOT / "configs" / "train" / preset), [])
+    assert cfg.train.stages and cfg.train.n_train >= 1
+    if "opd" in cfg.train.stages:  # OPD presets keep the evaluation caps equal to the rollout caps
+        assert (cfg.opd.max_thought_tokens, cfg.opd.max_deep_tokens) == (cfg.rl.max_thought_tokens,
+                                                                          cfg.rl.max_deep_tokens)
