@@ -45,8 +45,9 @@ PLOTS = {
     "accuracy.png": ("accuracy, format and skip rate of rollouts (RL, OPD)",
                      ["hrpo/accuracy", "hrpo/format_stream", "hrpo/format_deep", "hrpo/skip_rate",
                       "opd/accuracy", "opd/format_stream", "opd/format_deep", "opd/skip_rate"]),
-    "opd.png": ("OPD: per-token reward over policy tokens, teacher agreement, reverse KL",
-                ["opd/reward_mean", "opd/reward_min", "opd/reward_max", "opd/agreement", "opd/reverse_kl"]),
+    "opd.png": ("OPD: token reward, teacher agreement, log-ratio, guided rate",
+                ["opd/reward_mean", "opd/reward_min", "opd/reward_max", "opd/agreement", "opd/reverse_kl",
+                 "opd/guided_rate"]),
     "grad_norm.png": ("gradient norm before clipping", ["grad_norm"]),
     "loss.png": ("training loss", ["loss"]),
 }
