@@ -272,7 +272,7 @@ class StreamingPolicy:
                 probs = probs / probs.sum()
             tok = int(torch.multinomial(probs.cpu(), 1, generator=st.generator))
         if st.guide is not None:
-            forbidden = torch.isinf(masked) & (masked < 0)
+            forbidden = torch.isneginf(masked)  # the phase mask plus ``also_forbid``
             guided = int(st.guide(st, tok, forbidden))
             if guided != tok:
                 if bool(forbidden[guided]):

@@ -51,7 +51,8 @@ token. Use it from an untrained or weak student; ``k = 0`` (default) is pure on-
 Logged per step (prefix ``opd/``): per-token reward mean/min/max over policy tokens, teacher-student agreement
 (fraction of policy tokens whose sampled token is the teacher's argmax), the single-sample reverse-KL estimate
 ``mean(log p_S - log p_T)`` (comparable across reward types), guided rate (with a guide), teacher scoring
-seconds, stream/deep tokens, rollout accuracy/format/skip rate; the Trainer adds ``grad_norm`` (before clipping) and ``loss``.
+seconds, stream/deep tokens, rollout accuracy/format/skip rate; the Trainer adds ``grad_norm`` (before clipping)
+and ``loss``.
 """
 
 from __future__ import annotations
@@ -217,7 +218,6 @@ class TeacherGuide:
         self.device = next(teacher.parameters()).device
         self.cache: Any = None
         self.seen = 0
-        self.calls = 0
 
     @torch.inference_mode()
     def __call__(self, st: Any, proposed: int, forbidden: torch.Tensor) -> int:
@@ -231,7 +231,6 @@ class TeacherGuide:
         out = self.teacher(input_ids=x, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         self.cache = out.past_key_values
         self.seen = len(st.ids)
-        self.calls += 1
         logits = out.logits[0, -1].float()
         n = min(logits.shape[0], forbidden.shape[0])
         logits = logits[:n].masked_fill(forbidden[:n].to(self.device), float("-inf"))
@@ -269,13 +268,9 @@ def _opd_trainer_class() -> type:
             add_protocol_tokens(tokenizer, model)
             add_protocol_tokens(t_tok, t_model)
             check_shared_vocab(tokenizer, t_tok, opd.teacher or type(t_model).__name__)
-            if opd.marker_lr_multiplier != 1:
-                from adasr_mm.protocol import PROTOCOL_TOKENS
+            from .sft import marker_boost_callbacks
 
-                from .sft import MarkerRowBoost
-
-                rows = [tokenizer.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS]
-                callbacks = [*(callbacks or []), MarkerRowBoost(model, rows, opd.marker_lr_multiplier)]
+            callbacks = [*(callbacks or []), *marker_boost_callbacks(model, tokenizer, opd.marker_lr_multiplier)]
             super().__init__(model, tokenizer, samples, opd, reward or RewardConfig(), output_dir, protocol_config,
                              grpo_overrides, callbacks, check)
             device = self.accelerator.device if opd.teacher_device == "auto" else torch.device(opd.teacher_device)

@@ -226,6 +226,13 @@ class MarkerRowBoost(TrainerCallback):
         self._before = []
 
 
+def marker_boost_callbacks(model: Any, tokenizer: Any, factor: float) -> list[TrainerCallback]:
+    """``[MarkerRowBoost]`` over the protocol-token rows, or ``[]`` for ``factor == 1`` (SFT and OPD share it)."""
+    if factor == 1:
+        return []
+    return [MarkerRowBoost(model, [tokenizer.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS], factor)]
+
+
 def build_sft_trainer(model: Any, tokenizer: Any, samples: list[Sample], config: SFTStageConfig,
                       output_dir: str, protocol_config: ProtocolConfig | None = None) -> Any:
     """An ``SFTTrainer`` whose loss covers only policy tokens (separate from :func:`run_sft` for tests)."""
@@ -257,12 +264,8 @@ def build_sft_trainer(model: Any, tokenizer: Any, samples: list[Sample], config:
         packing=False,
         report_to="none",
     )
-    callbacks: list[TrainerCallback] = []
-    if config.marker_lr_multiplier != 1:
-        rows = [tokenizer.convert_tokens_to_ids(t) for t in PROTOCOL_TOKENS]
-        callbacks.append(MarkerRowBoost(model, rows, config.marker_lr_multiplier))
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      callbacks=callbacks)
+                      callbacks=marker_boost_callbacks(model, tokenizer, config.marker_lr_multiplier))
 
 
 def run_sft(model: Any, tokenizer: Any, samples: list[Sample], config: SFTStageConfig, output_dir: str,
