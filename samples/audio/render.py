@@ -3,7 +3,9 @@
     .venv/bin/python samples/audio/render.py    # needs `apt-get install espeak-ng`
 
 Writes apples/train/bakery.opus (the texts read aloud), pauses.flac (three sentences with 3 s digital-silence
-gaps) and samples.json (question, answer, spoken text and, for pauses.flac, the measured gaps).
+gaps) and samples.json (question, answer, spoken text and, for pauses.flac, the measured gaps); and wer/: nine
+generated word problems read by three voices, the extra speech the streaming-vs-offline WER is measured on (three
+stories are too few words for a ratio of two error rates to mean anything).
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ STORIES = ("apples", "train", "bakery")
 PAUSE_SENTENCES = ("Maria has 7 marbles.", "She gives 3 marbles to her brother.",
                    "Then she finds 5 more marbles.")
 PAUSE_S, EDGE_S = 3.0, 0.5
+# wer/: test-split word problems (seeds far from any used in training or tests), voices in rotation
+WER_PROBLEMS, WER_OFFSET = 9, 900
+WER_VOICES = (("en-us", 150), ("en-gb", 160), ("en-us+f3", 140))
 SILENCE_THRESHOLD = 0.002  # espeak's own leading/trailing near-silence is trimmed below this before padding
 
 
-def speak(text: str, tmp: Path) -> np.ndarray:
+def speak(text: str, tmp: Path, voice: str = VOICE, speed: int = SPEED) -> np.ndarray:
     """espeak-ng's rendering of ``text`` as 16 kHz mono float32."""
     wav = tmp / "speech.wav"
-    subprocess.run(["espeak-ng", "-v", VOICE, "-s", str(SPEED), "-w", str(wav), text], check=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text], check=True)
     x, sr = sf.read(wav, dtype="int16")
     return to_mono_float32(x, sr, TARGET_SR)
 
@@ -105,7 +110,26 @@ def main() -> int:
     meta[out.name] = {"question": "How many marbles does Maria have now?", "answer": "9",
                       "text": " ".join(PAUSE_SENTENCES), "pauses": pauses}
     (HERE / "samples.json").write_text(json.dumps(meta, indent=2) + "\n")
+    render_wer_set()
     return 0
+
+
+def render_wer_set() -> None:
+    from adasr_mm.training.tasks import word_problems
+
+    out_dir = HERE / "wer"
+    out_dir.mkdir(exist_ok=True)
+    meta: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, s in enumerate(word_problems("test", WER_PROBLEMS, offset=WER_OFFSET)):
+            voice, speed = WER_VOICES[i % len(WER_VOICES)]
+            out = out_dir / f"problem{i}.opus"
+            x = speak(s.context or "", Path(tmp), voice, speed)
+            write_opus(out, x)
+            print(f"wer/{out.name} ({voice}): {x.size / TARGET_SR:.2f} s, {out.stat().st_size} bytes")
+            meta[out.name] = {"question": s.question, "answer": s.answer, "text": s.context, "voice": voice,
+                              "words_per_minute": speed}
+    (out_dir / "samples.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 if __name__ == "__main__":
