@@ -3,10 +3,13 @@
 For each file: offline faster-whisper (whole file; time and WER against the known text) and the streaming adapter
 replayed on the compute-aware simulated clock (blocks pushed at media time; ASR compute advances the clock):
 real-time factor (compute / audio duration), commit latency (simulated commit time minus the word's end time,
-average and max over words) and WER. Two streaming settings: ``default`` (adaptive pass cadence targeting
-RTF 0.15) and ``low-latency`` (a pass every 0.5 s of speech, no cadence adaptation).
+average and max over words) and WER. Files: the four fixtures of ``samples/audio`` ("stories") and the nine of
+``samples/audio/wer`` (generated word problems, three voices); ``--espeak N`` adds N more word problems rendered
+now with espeak-ng (another seed range, same three voices) for a larger sample. WERs are pooled over words.
+Settings: ``default`` (10 s warm-up, adaptive pass cadence targeting RTF 0.15), ``no-warmup`` (commits from
+the first pause) and ``low-latency`` (no warm-up, a pass every 0.5 s of speech, no cadence adaptation).
 
-    python benchmarks/audio.py [--asr tiny.en] [--repeats 1] [--json benchmarks/results/audio.json]
+    python benchmarks/audio.py [--asr tiny.en] [--repeats 1] [--espeak 30] [--json benchmarks/results/audio.json]
 """
 
 from __future__ import annotations
@@ -30,8 +33,33 @@ SAMPLES = ROOT / "samples" / "audio"
 
 SETTINGS = {
     "default": {},
-    "low-latency": {"min_chunk_s": 0.5, "target_rtf": 0.0},
+    "no-warmup": {"warmup_s": 0.0},
+    "low-latency": {"warmup_s": 0.0, "min_chunk_s": 0.5, "target_rtf": 0.0},
 }
+ESPEAK_OFFSET = 500  # test-split seeds of the --espeak set (the committed wer/ set starts at 900)
+
+
+def files(espeak: int, cache: Path) -> list[tuple[str, str, Path, dict]]:
+    """(group, name, path, meta) of every benchmarked file."""
+    out = [("stories", name, SAMPLES / name, meta)
+           for name, meta in json.loads((SAMPLES / "samples.json").read_text()).items()]
+    out += [("wer", f"wer/{name}", SAMPLES / "wer" / name, meta)
+            for name, meta in json.loads((SAMPLES / "wer" / "samples.json").read_text()).items()]
+    if espeak:
+        sys.path.insert(0, str(SAMPLES))
+        import soundfile as sf
+        from render import WER_VOICES, speak
+
+        from adasr_mm.training.tasks import word_problems
+
+        cache.mkdir(parents=True, exist_ok=True)
+        for i, s in enumerate(word_problems("test", espeak, offset=ESPEAK_OFFSET)):
+            voice, speed = WER_VOICES[i % len(WER_VOICES)]
+            path = cache / f"p{i:02d}-{voice}.wav"
+            if not path.is_file():
+                sf.write(path, speak(s.context or "", cache, voice, speed), 16000)
+            out.append(("espeak", f"espeak/{path.name}", path, {"text": s.context, "voice": voice}))
+    return out
 
 
 def stream_file(path: Path, asr_cfg, model) -> dict:
@@ -54,23 +82,37 @@ def stream_file(path: Path, asr_cfg, model) -> dict:
             "asr_passes": stream.asr.stats.passes, "max_buffer_s": stream.asr.stats.max_buffer_s}
 
 
+def _pooled(rows: list[dict], key) -> float:
+    n = sum(r["words"] for r in rows)
+    return sum(key(r) * r["words"] for r in rows) / n if n else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--asr", default="tiny.en")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--espeak", type=int, default=0, metavar="N",
+                    help="also render N word problems with espeak-ng (needs the binary)")
+    ap.add_argument("--cache", default=str(ROOT / "runs" / "bench-audio-espeak"))
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio.json"))
     args = ap.parse_args(argv)
 
-    from adasr_mm.adapters.asr import ASRConfig, load_whisper, transcribe_offline, wer, words_text
+    from adasr_mm.adapters.asr import (
+        ASRConfig,
+        load_whisper,
+        normalize_words,
+        transcribe_offline,
+        wer,
+        words_text,
+    )
     from adasr_mm.adapters.audio_io import load_audio
 
     base = ASRConfig(model=args.asr)
     model = load_whisper(base.model, base.device, base.compute_type, base.cpu_threads)
-    manifest = json.loads((SAMPLES / "samples.json").read_text())
+    todo = files(args.espeak, Path(args.cache))
     rows = []
-    bar = tqdm(total=len(manifest) * (1 + len(SETTINGS)) * args.repeats, desc="audio", file=sys.stderr)
-    for name, meta in manifest.items():
-        path = SAMPLES / name
+    bar = tqdm(total=len(todo) * (1 + len(SETTINGS)) * args.repeats, desc="audio", file=sys.stderr)
+    for group, name, path, meta in todo:
         audio = load_audio(path)
         dur = len(audio) / 16000
         offs = []
@@ -80,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             offs.append(time.perf_counter() - t0)
             bar.update(1)
         off_text = words_text(words)
-        row = {"file": name, "duration_s": dur, "offline_s": statistics.median(offs),
-               "offline_rtf": statistics.median(offs) / dur, "offline_wer": wer(meta["text"], off_text),
-               "offline_text": off_text}
+        row = {"group": group, "file": name, "duration_s": dur, "words": len(normalize_words(meta["text"])),
+               "offline_s": statistics.median(offs), "offline_rtf": statistics.median(offs) / dur,
+               "offline_wer": wer(meta["text"], off_text), "offline_text": off_text}
         for setting, over in SETTINGS.items():
             cfg = dataclasses.replace(base, **over)
             runs = []
@@ -97,30 +139,40 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     bar.close()
 
-    hdr = "| file | dur s | offline s | offline WER | setting | stream RTF | commit lat avg s | max s | stream WER | chunks |"
-    lines = [hdr, "|" + "---|" * 10]
+    names = list(SETTINGS)
+    lines = ["| file | dur s | offline s | offline WER | " + " | ".join(f"{s} WER" for s in names) + " |",
+             "|" + "---|" * (4 + len(names))]
     for r in rows:
-        for i, setting in enumerate(SETTINGS):
-            s = r[setting]
-            first = (r["file"], f"{r['duration_s']:.1f}", f"{r['offline_s']:.2f}", f"{r['offline_wer']:.3f}") if i == 0 \
-                else ("", "", "", "")
-            lines.append("| " + " | ".join([*first, setting, f"{s['asr_rtf']:.3f}", f"{s['commit_latency_avg_s']:.2f}",
-                                            f"{s['commit_latency_max_s']:.2f}", f"{s['wer']:.3f}", str(s["chunks"])])
-                         + " |")
-    total = sum(r["duration_s"] for r in rows)
-    lines.append("")
-    for setting in SETTINGS:
-        rtf = sum(r[setting]["asr_rtf"] * r["duration_s"] for r in rows) / total
-        lat = sum(r[setting]["commit_latency_avg_s"] * r["duration_s"] for r in rows) / total
-        w_s = statistics.mean(r[setting]["wer"] for r in rows)
-        w_o = statistics.mean(r["offline_wer"] for r in rows)
-        lines.append(f"{setting}: RTF {rtf:.3f} (target <= 0.15), commit latency avg {lat:.2f} s (target <= 1.5), "
-                     f"WER stream {w_s:.3f} vs offline {w_o:.3f}")
-    lines.append(f"(ASR {args.asr} int8 on {os.cpu_count()} cores, simulated clock, 0.5 s blocks)")
+        lines.append(f"| {r['file']} | {r['duration_s']:.1f} | {r['offline_s']:.2f} | {r['offline_wer']:.3f} | "
+                     + " | ".join(f"{r[s]['wer']:.3f}" for s in names) + " |")
+    lines += ["", "| files | setting | words | offline WER | stream WER | ratio | stream RTF | commit latency avg s "
+              "| max s |", "|" + "---|" * 9]
+    groups = {"stories": ["stories"], "stories+wer (the test's set)": ["stories", "wer"]}
+    if args.espeak:
+        groups["espeak"] = ["espeak"]
+        # an offline repetition loop (more errors than words) swamps any pooled ratio: also show it without
+        groups["espeak, no offline loop"] = ["espeak", "no-loop"]
+    summary = {}
+    for label, gs in groups.items():
+        sel = [r for r in rows if r["group"] in gs and ("no-loop" not in gs or r["offline_wer"] <= 1.0)]
+        total = sum(r["duration_s"] for r in sel)
+        off = _pooled(sel, lambda r: r["offline_wer"])
+        for setting in names:
+            st = _pooled(sel, lambda r, s=setting: r[s]["wer"])
+            rtf = sum(r[setting]["asr_rtf"] * r["duration_s"] for r in sel) / total
+            lat = sum(r[setting]["commit_latency_avg_s"] * r["duration_s"] for r in sel) / total
+            mx = max(r[setting]["commit_latency_max_s"] for r in sel)
+            summary.setdefault(label, {})[setting] = {"offline_wer": off, "stream_wer": st, "ratio": st / off,
+                                                      "asr_rtf": rtf, "commit_latency_avg_s": lat,
+                                                      "commit_latency_max_s": mx}
+            lines.append(f"| {label} ({len(sel)}) | {setting} | {sum(r['words'] for r in sel)} | {off:.3f} | "
+                         f"{st:.3f} | {st / off:.2f} | {rtf:.3f} | {lat:.2f} | {mx:.2f} |")
+    lines.append(f"(ASR {args.asr} int8 on {os.cpu_count()} cores, simulated clock, 0.5 s blocks; targets: ratio "
+                 "<= 1.15, RTF <= 0.15, commit latency avg <= 1.5 s)")
     print("\n".join(lines))
     out = {"benchmark": "audio", "asr": args.asr, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-           "settings": SETTINGS, "rows": rows}
+           "settings": SETTINGS, "summary": summary, "rows": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}", file=sys.stderr)
