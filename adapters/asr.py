@@ -63,9 +63,9 @@ class ASRConfig:
     )
     warmup_s: float = field(
         default=10.0,
-        metadata={"help": "commit nothing until the buffer holds this much audio (s): a stream's first sentence "
-                          "decoded without neighbours is Whisper's worst case (0 = commit from the first pause; capped at "
-                          "buffer_max_s - 2 x min_chunk_s)"},
+        metadata={"help": "commit nothing until the buffer holds this much audio (s): a stream's first "
+                          "sentence decoded without neighbours is Whisper's worst case (0 = commit from the "
+                          "first pause; capped at buffer_max_s - 2 x min_chunk_s)"},
     )
     warmup_pause_s: float = field(
         default=1.5, metadata={"help": "a pause this long ends the warm-up early (a short spoken question)"},
@@ -191,21 +191,26 @@ def _vad_model() -> Any:
 
 
 # -- repetition guard --------------------------------------------------------------------------------------------
-def drop_repeats(committed: list[Word], new: list[Word], max_n: int = 16) -> list[Word]:
+def drop_repeats(committed: list[Word], new: list[Word], max_n: int = 6, max_n_within: int = 16) -> list[Word]:
     """Drop new words that continue a repetition loop (Whisper's classic failure).
 
-    A new n-gram (n >= 2) that exactly repeats the n words right before it is dropped; a single word is dropped
-    when it would be the third identical word in a row ("very very" stays, "the the the" does not).
+    A new n-gram (n >= 2) that exactly repeats the n words right before it is dropped: up to ``max_n`` words also
+    across the boundary with the committed words (a loop carried on by the next pass), up to ``max_n_within``
+    only inside ``new`` (a sentence looping within one decode; a speaker saying a sentence again at the next
+    utterance is kept). A single word is dropped when it would be the third identical word in a row ("very
+    very" stays, "the the the" does not).
     """
     out: list[Word] = []
     hist = [w.norm for w in committed[-2 * max_n :]]
     i = 0
     while i < len(new):
-        seq = hist + [w.norm for w in out]
+        own = [w.norm for w in out]
+        seq = hist + own
         dropped = False
-        for n in range(max_n, 1, -1):
+        for n in range(max(max_n, max_n_within), 1, -1):
+            ref = seq if n <= max_n else own
             cand = [w.norm for w in new[i : i + n]]
-            if len(cand) == n and len(seq) >= n and seq[-n:] == cand and all(cand):
+            if len(cand) == n and len(ref) >= n and ref[-n:] == cand and all(cand):
                 i += n
                 dropped = True
                 break

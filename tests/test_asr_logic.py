@@ -25,6 +25,9 @@ def test_repetition_loops_are_dropped_but_real_repeats_kept():
     sentence = "Preya keep 20 oranges in a golden box."
     out = drop_repeats(words("a dog barks."), words(" ".join([sentence] * 5) + " The school bus", t0=2))
     assert " ".join(w.text.strip() for w in out) == sentence + " The school bus"
+    # ... but a speaker saying a long sentence again in the next utterance is not a loop
+    again = words(sentence, t0=30)
+    assert drop_repeats(words(sentence, t0=20), again) == again
 
 
 def test_wer_normalises_case_punctuation_and_numbers():
