@@ -63,7 +63,9 @@ def media(tmp_path_factory):
     from adasr_mm.adapters.audio_io import load_audio
 
     d = tmp_path_factory.mktemp("app-media")
-    speech = load_audio(SAMPLES / "audio" / "apples.opus")[: int(5.4 * 16000)]  # "Tom has 5 apples ... today."
+    # "Tom has 5 apples ... 2 of his apples.": four sentences, longer than the ASR's 10 s warm-up, so chunks
+    # arrive while the fake microphone still plays
+    speech = load_audio(SAMPLES / "audio" / "apples.opus")[: int(10.9 * 16000)]
     pad = np.zeros(8000, np.float32)
     sf.write(d / "mic.wav", np.concatenate([pad, speech, pad, pad, pad]), 16000, subtype="PCM_16")
     sf.write(d / "silence.wav", np.zeros(3 * 16000, np.float32), 16000, subtype="PCM_16")

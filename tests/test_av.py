@@ -29,8 +29,10 @@ def test_av_file_interleaves_speech_and_visual_chunks_in_start_order():
     chunks = list(src)
     kinds = [c.modality for c in chunks]
     assert "audio" in kinds and "video" in kinds
-    switches = sum(a != b for a, b in zip(kinds, kinds[1:], strict=False))
-    assert switches >= 3, kinds  # interleaved, not one modality after the other
+    # interleaved, not one modality after the other: speech (0-3.2 s; one or two chunks, depending on whether
+    # the ASR warm-up joins its two short sentences) sits between visual chunks
+    first, last = kinds.index("audio"), len(kinds) - 1 - kinds[::-1].index("audio")
+    assert "video" in kinds[:first] and "video" in kinds[last + 1 :], kinds
     starts = [c.start for c in chunks]
     assert starts == sorted(starts)
     assert all(0 <= c.start <= c.end <= src.duration + 0.05 for c in chunks)
