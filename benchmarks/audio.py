@@ -92,11 +92,6 @@ def stream_file(path: Path, asr_cfg, model) -> dict:
             "asr_passes": stream.asr.stats.passes, "max_buffer_s": stream.asr.stats.max_buffer_s}
 
 
-def _pooled(rows: list[dict], key) -> float:
-    n = sum(r["words"] for r in rows)
-    return sum(key(r) * r["words"] for r in rows) / n if n else float("nan")
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--asr", default="tiny.en")
@@ -111,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         ASRConfig,
         load_whisper,
         normalize_words,
+        pooled_wer,
         transcribe_offline,
         wer,
         words_text,
@@ -132,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             offs.append(time.perf_counter() - t0)
             bar.update(1)
         off_text = words_text(words)
-        row = {"group": group, "file": name, "duration_s": dur, "words": len(normalize_words(meta["text"])),
+        row = {"group": group, "file": name, "duration_s": dur, "reference": meta["text"],
+               "words": len(normalize_words(meta["text"])),
                "offline_s": statistics.median(offs), "offline_rtf": statistics.median(offs) / dur,
                "offline_wer": wer(meta["text"], off_text), "offline_text": off_text}
         for setting, over in SETTINGS.items():
@@ -167,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, gs in groups.items():
         sel = [r for r in rows if r["group"] in gs and ("no-loop" not in gs or r["offline_wer"] <= 1.0)]
         total = sum(r["duration_s"] for r in sel)
-        off = _pooled(sel, lambda r: r["offline_wer"])
+        off = pooled_wer((r["reference"], r["offline_text"]) for r in sel)
         for setting in names:
-            st = _pooled(sel, lambda r, s=setting: r[s]["wer"])
+            st = pooled_wer((r["reference"], r[setting]["text"]) for r in sel)
             rtf = sum(r[setting]["asr_rtf"] * r["duration_s"] for r in sel) / total
             lat = sum(r[setting]["commit_latency_avg_s"] * r["duration_s"] for r in sel) / total
             mx = max(r[setting]["commit_latency_max_s"] for r in sel)

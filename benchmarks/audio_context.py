@@ -48,16 +48,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio_context.json"))
     args = ap.parse_args(argv)
 
-    from adasr_mm.adapters.asr import ASRConfig, load_whisper, transcribe_offline, wer, words_text
+    from adasr_mm.adapters.asr import (
+        ASRConfig,
+        load_whisper,
+        normalize_words,
+        pooled_wer,
+        transcribe_offline,
+        wer,
+        words_text,
+    )
     from adasr_mm.adapters.audio import AudioStream
     from adasr_mm.adapters.audio_io import TARGET_SR, iter_audio_blocks, load_audio
 
     manifest = json.loads((SAMPLES / "samples.json").read_text())
     model = load_whisper(args.asr)
-    rows: dict[str, dict[str, float]] = {}  # setting -> file -> WER
+    texts: dict[str, dict[str, str]] = {}  # setting -> file -> transcript
 
     def add(setting: str, name: str, text: str) -> None:
-        rows.setdefault(setting, {})[name] = wer(manifest[name]["text"], text)
+        texts.setdefault(setting, {})[name] = text
 
     for name in tqdm(manifest, desc="files"):
         audio = load_audio(SAMPLES / name)
@@ -74,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         for la in args.lookahead:
             add(f"sentence decode, lookahead {la:g} s", name, sentence_decode(model, audio, ends, la, TARGET_SR))
 
-    n_words = {n: len(m["text"].split()) for n, m in manifest.items()}
-    total = sum(n_words.values())
-    pooled = {s: sum(r[n] * n_words[n] for n in r) / total for s, r in rows.items()}
+    rows = {s: {n: wer(manifest[n]["text"], t) for n, t in ts.items()} for s, ts in texts.items()}
+    pooled = {s: pooled_wer((manifest[n]["text"], t) for n, t in ts.items()) for s, ts in texts.items()}
+    total = sum(len(normalize_words(m["text"])) for m in manifest.values())
     offline = pooled["offline (whole file)"]
     names = list(manifest)
     print(f"\nWhisper {args.asr}, greedy; pooled WER over {len(names)} files ({total} words)")

@@ -8,7 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adasr_mm.adapters.asr import ASRConfig, StreamingASR, load_whisper, transcribe_offline, wer, words_text
+from adasr_mm.adapters.asr import (
+    ASRConfig,
+    StreamingASR,
+    load_whisper,
+    pooled_wer,
+    transcribe_offline,
+    wer,
+    words_text,
+)
 from adasr_mm.adapters.audio import AudioSource, AudioStream
 from adasr_mm.adapters.audio_io import TARGET_SR, iter_audio_blocks, load_audio
 
@@ -45,8 +53,7 @@ def runs(tiny):
 
 
 def _pooled(runs, key):
-    words = sum(len(r["meta"]["text"].split()) for r in runs.values())
-    return sum(wer(r["meta"]["text"], r[key]) * len(r["meta"]["text"].split()) for r in runs.values()) / words
+    return pooled_wer((r["meta"]["text"], r[key]) for r in runs.values())
 
 
 def test_streaming_wer_within_115_percent_of_offline(runs):
