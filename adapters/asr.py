@@ -278,7 +278,6 @@ class StreamingASR:
         self._pass_cost = 0.0  # running estimate of one Whisper pass (s)
         self._sentence_cuts: list[int] = []  # buffer positions right after committed sentence ends
         self._committed_b = 0  # buffer position of the end of the last committed word
-        self._end_deferred = False  # an utterance ended during the warm-up and was not flushed
 
     # buffer <-> stream time -----------------------------------------------------------------------------------
     def _to_stream(self, b: float) -> float:
@@ -478,7 +477,6 @@ class StreamingASR:
                 if voiced:
                     if not self._in_speech:  # onset: bring the pre-roll along
                         self._in_speech = True
-                        self._end_deferred = False
                         if not self._utt_open:
                             self._since_pass = 0.0
                         for ht, hw in self._held:
@@ -490,12 +488,11 @@ class StreamingASR:
                 elif self._in_speech and t1 - self._last_voice_t < cfg.pause_s:
                     self._append(w, t0)  # a short pause inside the utterance
                 elif self._in_speech and self._warming():  # too little context yet: the next utterance joins
-                    self._in_speech = False
-                    self._end_deferred = True
+                    self._in_speech = False  # _utt_open stays: the utterance is ended but not flushed
                     self._held.append((t0, w))
-                elif self._in_speech or (self._end_deferred and t1 - self._last_voice_t >= cfg.warmup_pause_s):
+                elif self._in_speech or (self._utt_open and t1 - self._last_voice_t >= cfg.warmup_pause_s):
                     # the utterance has ended (or a warm-up was cut short by a long pause): flush it now
-                    self._in_speech = self._end_deferred = False
+                    self._in_speech = False
                     out += self._pass(flush=True)
                     self._utt_open = False
                     ended = True
