@@ -59,12 +59,9 @@ def files(espeak: int, cache: Path) -> list[tuple[str, str, Path, dict]]:
     out.append(("long", "long-13.wav", long_path, {"text": " ".join(m["text"] for *_, m in out)}))
     if espeak:
         sys.path.insert(0, str(SAMPLES))
-        from render import WER_VOICES, speak
+        from render import speak, voiced_word_problems
 
-        from adasr_mm.training.tasks import word_problems
-
-        for i, s in enumerate(word_problems("test", espeak, offset=ESPEAK_OFFSET)):
-            voice, speed = WER_VOICES[i % len(WER_VOICES)]
+        for i, (s, voice, speed) in enumerate(voiced_word_problems(espeak, ESPEAK_OFFSET)):
             path = cache / f"p{i:02d}-{voice}.wav"
             if not path.is_file():
                 sf.write(path, speak(s.context or "", cache, voice, speed), 16000)

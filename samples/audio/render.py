@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -114,15 +115,20 @@ def main() -> int:
     return 0
 
 
-def render_wer_set() -> None:
+def voiced_word_problems(n: int, offset: int) -> list[tuple[Any, str, int]]:
+    """(sample, voice, words per minute) of ``n`` test-split word problems, read by WER_VOICES in rotation
+    (the committed wer/ set here, the benchmark's ``--espeak`` set from another offset)."""
     from adasr_mm.training.tasks import word_problems
 
+    return [(s, *WER_VOICES[i % len(WER_VOICES)]) for i, s in enumerate(word_problems("test", n, offset=offset))]
+
+
+def render_wer_set() -> None:
     out_dir = HERE / "wer"
     out_dir.mkdir(exist_ok=True)
     meta: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, s in enumerate(word_problems("test", WER_PROBLEMS, offset=WER_OFFSET)):
-            voice, speed = WER_VOICES[i % len(WER_VOICES)]
+        for i, (s, voice, speed) in enumerate(voiced_word_problems(WER_PROBLEMS, WER_OFFSET)):
             out = out_dir / f"problem{i}.opus"
             x = speak(s.context or "", Path(tmp), voice, speed)
             write_opus(out, x)
