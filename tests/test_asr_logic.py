@@ -1,8 +1,9 @@
 """Pure logic of the streaming ASR (no model): repetition guard, WER, word -> chunk grouping, config checks."""
 
+import numpy as np
 import pytest
 
-from adasr_mm.adapters.asr import ASRConfig, Word, drop_repeats, normalize_words, wer
+from adasr_mm.adapters.asr import ASRConfig, StreamingASR, Word, drop_repeats, normalize_words, wer
 from adasr_mm.adapters.audio import AudioAdapterConfig, WordChunker
 
 
@@ -89,10 +90,6 @@ class _EarlyStopWhisper:
 
 
 def test_a_flush_decodes_again_what_an_early_stopped_decode_left_out():
-    import numpy as np
-
-    from adasr_mm.adapters.asr import StreamingASR
-
     model = _EarlyStopWhisper(full_s=4.0)
     asr = StreamingASR(model, ASRConfig(vad=False, warmup_s=0, min_chunk_s=10, buffer_max_s=30))
     asr.push(np.full(4 * 16000, 0.1, np.float32))
@@ -108,10 +105,6 @@ def test_a_flush_decodes_again_what_an_early_stopped_decode_left_out():
 
 
 def test_a_flush_whose_decode_covers_the_buffer_decodes_once():
-    import numpy as np
-
-    from adasr_mm.adapters.asr import StreamingASR
-
     model = _EarlyStopWhisper(full_s=1.0)  # 1 s of audio: "one two." ends at 0.9 s, inside the closing margin
     asr = StreamingASR(model, ASRConfig(vad=False, warmup_s=0, min_chunk_s=10, buffer_max_s=30))
     asr.push(np.full(16000, 0.1, np.float32))
