@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from adasr_mm.adapters.asr import ASRConfig, StreamingASR, Word, drop_repeats, normalize_words, wer
+from adasr_mm.adapters.asr import (
+    ASRConfig,
+    StreamingASR,
+    Word,
+    drop_repeats,
+    normalize_words,
+    pooled_wer,
+    wer,
+)
 from adasr_mm.adapters.audio import AudioAdapterConfig, WordChunker
 
 
@@ -37,6 +45,8 @@ def test_wer_normalises_case_punctuation_and_numbers():
     assert wer("a b c d", "a x c") == pytest.approx(0.5)
     assert normalize_words("Forty two, Bob's!") == ["42", "bob's"]
     assert wer("", "") == 0.0 and wer("", "noise") == 1.0
+    # pooled: all errors over all reference words (the long file weighs more than a mean of WERs would give it)
+    assert pooled_wer([("a b c d e f", "a x c d e f"), ("g h", "")]) == pytest.approx(3 / 8)
 
 
 def test_chunker_cuts_at_sentences_pauses_and_max_duration():
