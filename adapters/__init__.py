@@ -37,6 +37,14 @@ def register_adapter(name: str, extensions: tuple[str, ...], description: str = 
     return deco
 
 
+def supported_extensions() -> tuple[str, ...]:
+    """Every file extension some adapter opens (the one list: CLI help, the app's upload filter, errors)."""
+    seen: dict[str, None] = {}
+    for spec in ADAPTERS.values():
+        seen.update(dict.fromkeys(spec.extensions))
+    return tuple(seen)
+
+
 def supported() -> str:
     return "; ".join(f"{s.name} ({', '.join(s.extensions)})" for s in ADAPTERS.values() if s.name != "av")
 
@@ -112,4 +120,5 @@ def _container_modality(path: str) -> str:
     return "audio" if has_a and not has_v else "video"
 
 
-__all__ = ["ADAPTERS", "AdapterSpec", "ChunkSource", "detect_modality", "open_input", "register_adapter"]
+__all__ = ["ADAPTERS", "AdapterSpec", "ChunkSource", "detect_modality", "open_input", "register_adapter",
+           "supported", "supported_extensions"]

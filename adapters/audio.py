@@ -208,6 +208,11 @@ class AudioSource:
     def bind_clock(self, clock: Any) -> None:
         self.clock = clock
 
+    def prepare(self) -> None:
+        """Load the ASR model now (cached), so loading is not counted as streaming latency."""
+        a = self.asr_config
+        load_whisper(a.model, a.device, a.compute_type, a.cpu_threads)
+
     def stats(self) -> dict[str, float]:
         return self.stream.stats.to_dict() if self.stream is not None else {}
 

@@ -51,6 +51,13 @@ class AVSource:
     def bind_clock(self, clock: Any) -> None:
         self.clock = clock
 
+    def prepare(self) -> None:
+        """Load the ASR model now (cached), so loading is not counted as streaming latency."""
+        from .asr import load_whisper
+
+        a = self.asr_config
+        load_whisper(a.model, a.device, a.compute_type, a.cpu_threads)
+
     def stats(self) -> dict[str, float]:
         out: dict[str, float] = {}
         if self.audio is not None:

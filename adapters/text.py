@@ -16,8 +16,6 @@ from typing import Any
 from adasr_mm.chunks import TimedChunk
 from adasr_mm.errors import InputError
 
-TEXT_EXTENSIONS = (".txt", ".text", ".md")
-
 
 @dataclass
 class TextAdapterConfig:

@@ -51,4 +51,4 @@ class StreamingAgent:
             duration: float | None = None) -> SessionResult:
         """Replay ``chunks`` through a fresh session (default clock: the config's, ``simulated``)."""
         return replay(self.session(question, mode=mode, clock=clock, emit_deltas=on_event is not None), chunks,
-                      duration, on_event)
+                      duration, on_event, self.config.pipeline)

@@ -31,10 +31,10 @@ def _quiet_libraries(debug: bool) -> None:
 
 # -- run -----------------------------------------------------------------------------------------------------------
 def _add_run(p: argparse.ArgumentParser) -> None:
+    from .adapters import supported
     from .config import AdasrConfig, add_config_flags
 
-    p.add_argument("input", help="media file to stream (text .txt/.md; audio .wav/.flac/.mp3/.ogg/.opus/.m4a; "
-                                 "the audio track of .mp4/.mkv/.webm)")
+    p.add_argument("input", help=f"media file to stream: {supported()}")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. policy.temperature=0.7")
     p.add_argument("--question", "-q", required=True, help="the question to answer about the stream")
     p.add_argument("--config", help="YAML config file (sections: see configs/default.yaml)")
@@ -45,39 +45,13 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .config import apply_config_flags, load_config
+    from .runner import run_media
 
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise AdasrError(f"unexpected argument {bad[0]!r}: only one INPUT is accepted; overrides are key=value")
     cfg = apply_config_flags(load_config(args.config, args.overrides), args)
-    from .adapters import open_input
-
-    source = open_input(args.input, cfg.run.modality, cfg)  # validates the input before loading any model
-    from .agent import StreamingAgent
-    from .replay import replay
-    from .sinks import JsonlSink, TracePrinter, format_summary
-
-    sink = JsonlSink(args.output) if args.output else None
-    agent = StreamingAgent.from_pretrained(config=cfg)
-    printer = TracePrinter()
-    if not args.quiet:
-        printer.header(policy=agent.policy.name, mode=cfg.session.mode, clock=cfg.run.clock, input=args.input)
-        printer._w(printer._c("1", "Q: ") + args.question + "\n")
-
-    def on_event(ev):  # noqa: ANN001
-        if sink is not None:
-            sink(ev)
-        if not args.quiet:
-            printer(ev)
-
-    try:
-        session = agent.session(args.question, clock=cfg.run.clock, emit_deltas=not args.quiet)
-        result = replay(session, source, duration=getattr(source, "duration", None), on_event=on_event)
-    finally:
-        if sink is not None:
-            sink.close()
-    if args.quiet:
-        print(format_summary(result.summary))
+    run_media(args.input, args.question, cfg, output=args.output, quiet=args.quiet)
     return 0
 
 

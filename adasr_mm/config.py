@@ -18,6 +18,7 @@ from typing import Any
 
 from .clock import CLOCKS
 from .errors import ConfigError
+from .pipeline import PipelineConfig
 from .policy import PolicyConfig
 from .protocol import ProtocolConfig
 from .session import SessionConfig
@@ -66,6 +67,7 @@ class AdasrConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     run: RunConfig = field(default_factory=RunConfig)
     text: Any = field(default_factory=_text_config)
     asr: Any = field(default_factory=_asr_config)

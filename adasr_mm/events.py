@@ -57,7 +57,12 @@ class ChunkEvent(Event):
 
 @dataclass
 class ThoughtEvent(Event):
-    """The policy's streaming thought about chunk ``index`` (``capped``: it hit the per-chunk cap)."""
+    """The policy's streaming thought about chunk ``index`` (``capped``: the environment closed it).
+
+    ``reason`` says why it ended: ``stop`` (the policy closed it), ``cap`` (the token cap, which the deadline may
+    have lowered), ``deadline`` (cut because a new chunk was waiting past the deadline) or ``end`` (cut because
+    the stream ended). ``group``: how many chunks this thought covers (> 1 after a catch-up read).
+    """
 
     type: ClassVar[str] = "thought"
     index: int
@@ -66,6 +71,9 @@ class ThoughtEvent(Event):
     t_start: float
     t_end: float
     capped: bool = False
+    reason: str = "stop"
+    cap: int = 0
+    group: int = 1
 
 
 @dataclass
@@ -79,6 +87,7 @@ class SkipEvent(Event):
     tokens: int = 1
     forced: bool = False
     text: str = ""
+    group: int = 1
 
 
 @dataclass
@@ -146,6 +155,15 @@ class SummaryEvent(Event):
     format_violations: int
     stream_end_s: float
     wall_s: float
+    #: the delay's parts (seconds): stream end -> the last chunk was available (ASR flush), -> the deep phase
+    #: started decoding (queue drain: the thought in progress, reading the rest), deep decoding, answer's first token
+    end_known_s: float = 0.0
+    drain_s: float = 0.0
+    deep_s: float = 0.0
+    answer_first_s: float = 0.0
+    deep_cut: bool = False  # the answer deadline lowered the deep cap
+    caught_up: int = 0  # chunks read together with others (catch-up) instead of one by one
+    cut_thoughts: int = 0  # thoughts cut at a deadline or by the end of the stream
     policy: str = ""
     question: str = ""
     extra: dict[str, Any] = field(default_factory=dict)

@@ -213,13 +213,19 @@ class Protocol:
             i = ids.index(p.think_open) + 1
         except ValueError:
             i = 0
+        n_read = 0
         while i < n and ids[i] == p.chunk_open:
-            j = i
-            while j < n and ids[j] != p.chunk_close:
-                j += 1
-            for k in range(i, min(j + 1, n)):
-                phase[k] = "stream"
-            start = j + 1
+            first, group = n_read, 0
+            while i < n and ids[i] == p.chunk_open:  # chunks read together (catch-up) share one response
+                j = i
+                while j < n and ids[j] != p.chunk_close:
+                    j += 1
+                for k in range(i, min(j + 1, n)):
+                    phase[k] = "stream"
+                group += 1
+                i = j + 1
+            n_read += group
+            start = i
             k = start
             while k < n and ids[k] not in (p.eot, p.skip, p.chunk_open, p.end_of_stream):
                 k += 1
@@ -227,14 +233,18 @@ class Protocol:
             stop = k + 1 if end_tok is not None else k
             for q in range(start, stop):
                 phase[q] = "stream"
+            closer = EOT if end_tok == p.eot else SKIP if end_tok == p.skip else None
+            if closer is None and start == k and k < n and ids[k] == p.end_of_stream:
+                closer = END_OF_STREAM  # read just before the end of the stream: no thought on the critical path
             responses.append(
                 Span(
                     phase="stream",
                     start=start,
                     end=stop,
-                    chunk_index=len(responses),
-                    closer=(EOT if end_tok == p.eot else SKIP if end_tok == p.skip else None),
+                    chunk_index=first,
+                    closer=closer,
                     forced=bool(end_tok is not None and env[k] == 0),
+                    n_chunks=group,
                 )
             )
             i = stop
@@ -272,9 +282,10 @@ class Span:
     phase: str
     start: int
     end: int
-    chunk_index: int | None = None
+    chunk_index: int | None = None  # the first chunk this response follows
     closer: str | None = None
     forced: bool = False
+    n_chunks: int = 1  # chunks read together before this response (catch-up)
 
 
 @dataclass
@@ -314,13 +325,14 @@ class ParsedTrace:
         ``streaming=False`` (read-then-think traces) checks only the deep phase.
         """
         v: list[str] = []
-        n = len(self.responses) if n_chunks is None else n_chunks
+        n_read = sum(s.n_chunks for s in self.responses)
+        n = n_read if n_chunks is None else n_chunks
         ok = 0
         if not streaming:
             n, ok = 0, 0
-        elif n_chunks is not None and len(self.responses) != n_chunks:
-            v.append(f"{len(self.responses)} responses for {n_chunks} chunks")
-        for s in self.responses[:n] if streaming else []:
+        elif n_chunks is not None and n_read != n_chunks:
+            v.append(f"{n_read} chunks in the trace for {n_chunks} chunks")
+        for s in self.responses if streaming else []:
             if s.closer is None:
                 v.append(f"chunk {s.chunk_index}: response not closed")
             elif s.forced:
@@ -328,7 +340,8 @@ class ParsedTrace:
             elif s.closer == SKIP and s.end - s.start > 1:
                 v.append(f"chunk {s.chunk_index}: text before {SKIP}")
             else:
-                ok += 1
+                ok += s.n_chunks
+        ok = min(ok, n)
         fs = ok / n if n else 1.0
         deep_terms = []
         if self.deep is None:

@@ -8,7 +8,7 @@ as they happen; ``Session.finish()`` ends the stream, runs deep reasoning and th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .chunks import TimedChunk
@@ -28,6 +28,9 @@ from .policy import Generation, PolicyState, StreamingPolicy
 from .protocol import FormatReport, ParsedTrace, extract_answer
 
 MODES = ("stream", "read-then-think")
+
+#: Polled after each thought token; a non-empty return value (the reason) cuts the thought there.
+Interrupt = Callable[[], "str | None"]
 
 
 @dataclass
@@ -62,6 +65,16 @@ class SessionConfig:
 
 
 @dataclass
+class _FinishSpec:
+    stream_end: float | None
+    extra: dict
+    pending: list[TimedChunk]
+    pending_available: Sequence[float] | None
+    end_known: float | None
+    answer_within_s: float
+
+
+@dataclass
 class SessionResult:
     question: str
     answer: str
@@ -92,6 +105,10 @@ class Session:
         self._started = False
         self._finished = False
         self._pending: Iterator[Event] | None = None
+        self._step_s: float | None = None  # EMA of one decode step's wall time
+        self._cut: str | None = None
+        self._cut_thoughts = 0
+        self._caught_up = 0
         self._wall0 = 0.0
         self.result: SessionResult | None = None
 
@@ -120,10 +137,22 @@ class Session:
 
         A push that is never iterated still runs, at the next ``push``/``finish``.
         """
+        return self.push_group([chunk], None if available_at is None else [available_at])
+
+    def push_group(self, chunks: Sequence[TimedChunk], available_at: Sequence[float | None] | None = None,
+                   cap: int | None = None, interrupt: Interrupt | None = None) -> Iterator[Event]:
+        """Read several chunks in one prefill (a catch-up after the policy fell behind), then one thought or skip.
+
+        ``cap`` lowers the thought's token cap (deadline-aware thinking); ``interrupt`` is polled after every
+        thought token and may cut the thought short by returning a reason (``"deadline"``, ``"end"``).
+        """
         if self._finished:
             raise RuntimeError("session already finished")
+        if not chunks:
+            raise ValueError("push_group needs at least one chunk")
         self._drain()
-        gen = self._record(self._push(chunk, available_at))
+        times = list(available_at) if available_at is not None else [None] * len(chunks)
+        gen = self._record(self._push(list(chunks), times, cap, interrupt))
         self._pending = gen
         return gen
 
@@ -134,61 +163,98 @@ class Session:
             if self.emit_deltas or not isinstance(ev, DeltaEvent):
                 yield ev
 
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Measured decode speed of this session's policy steps (None before the first measurement)."""
+        return 1.0 / self._step_s if self._step_s else None
+
     def _decode(self, phase: str, index: int | None, max_tokens: int, stops: tuple[int, ...],
-                first_token_at: list[float] | None = None, min_tokens: int = 0) -> Iterator[Event]:
+                first_token_at: list[float] | None = None, min_tokens: int = 0,
+                interrupt: Interrupt | None = None) -> Iterator[Event]:
         it = self.policy.iter_generate(self.state, phase, max_tokens, stops, min_tokens)
         ids: list[int] = []
         shown = ""
+        self._cut = None
+        t_prev = None
         while True:
             try:
                 tok = next(it)
             except StopIteration as done:
                 self._last_gen: Generation = done.value
                 return
+            t_now = time.perf_counter()
+            if t_prev is not None:  # the first token of a phase reuses the read's logits: not a decode step
+                dt = t_now - t_prev
+                self._step_s = dt if self._step_s is None else 0.8 * self._step_s + 0.2 * dt
+            t_prev = t_now
+            ids.append(tok)
             if first_token_at is not None and not first_token_at:
                 first_token_at.append(self.clock.now())
             if self.emit_deltas:
-                ids.append(tok)
                 text = self.policy.text(ids)
                 if len(text) > len(shown) and text.startswith(shown):
                     yield DeltaEvent(phase=phase, index=index, text=text[len(shown):], t=self.clock.now())
                     shown = text
+            if interrupt is not None and tok not in stops:
+                why = interrupt()
+                if why:
+                    it.close()
+                    self._cut = why
+                    self._last_gen = Generation(ids, "cap")
+                    return
 
-    def _push(self, chunk: TimedChunk, available_at: float | None) -> Iterator[Event]:
+    def _push(self, chunks: list[TimedChunk], times: list[float | None], cap: int | None,
+              interrupt: Interrupt | None) -> Iterator[Event]:
         self.start()
         p, cfg, st = self.policy, self.policy.config, self.state
-        index = len(self.chunks)
-        chunk.index = index if chunk.index is None else chunk.index
-        self.chunks.append(chunk)
-        ids = p.protocol.chunk_ids(chunk)
-        self._chunk_ids.append(ids)
-        t_avail = self.clock.now() if available_at is None else float(available_at)
         t_start = self.clock.now()
-        lag = max(0.0, t_start - t_avail)
-        self._lags.append(lag)
+        read: list[tuple[int, TimedChunk, float, float, int]] = []
+        all_ids: list[int] = []
+        for chunk, available in zip(chunks, times, strict=True):
+            index = len(self.chunks)
+            chunk.index = index if chunk.index is None else chunk.index
+            self.chunks.append(chunk)
+            ids = p.protocol.chunk_ids(chunk)
+            self._chunk_ids.append(ids)
+            all_ids += ids
+            t_avail = t_start if available is None else float(available)
+            lag = max(0.0, t_start - t_avail)
+            self._lags.append(lag)
+            read.append((index, chunk, t_avail, lag, len(ids)))
+        if len(chunks) > 1:
+            self._caught_up += len(chunks)
         if self.mode == "read-then-think":  # buffered; everything is read at finish()
-            yield ChunkEvent(index, chunk, t_avail, t_start, t_start, len(ids), lag)
+            for index, chunk, t_avail, lag, n in read:
+                yield ChunkEvent(index, chunk, t_avail, t_start, t_start, n, lag)
             return
         seg_start = len(st.ids)
-        p.read(st, ids, "stream", reserve=cfg.max_thought_tokens + 2)
-        yield ChunkEvent(index, chunk, t_avail, t_start, self.clock.now(), len(ids), lag)
+        max_tokens = cfg.max_thought_tokens if cap is None else max(1, min(cap, cfg.max_thought_tokens))
+        p.read(st, all_ids, "stream", reserve=max_tokens + 2)
+        t_read = self.clock.now()
+        for index, chunk, t_avail, lag, n in read:
+            yield ChunkEvent(index, chunk, t_avail, t_start, t_read, n, lag)
+        index, group = read[-1][0], len(read)
         t0 = self.clock.now()
-        if self.config.max_lag_s and lag > self.config.max_lag_s:
+        if self.config.max_lag_s and max(r[3] for r in read) > self.config.max_lag_s:
             p.write_env(st, [p.ids.skip], "stream")
             st.segments.append((seg_start, len(st.ids)))
-            yield SkipEvent(index, t0, self.clock.now(), tokens=1, forced=True)
+            yield SkipEvent(index, t0, self.clock.now(), tokens=1, forced=True, group=group)
             return
-        yield from self._decode("stream", index, cfg.max_thought_tokens, (p.ids.eot, p.ids.skip))
-        gen = self._last_gen
+        yield from self._decode("stream", index, max_tokens, (p.ids.eot, p.ids.skip), interrupt=interrupt)
+        gen, cut = self._last_gen, self._cut
         capped = gen.stop_reason == "cap"
         if capped:
             p.write_env(st, [p.ids.eot], "stream")
+        if cut:
+            self._cut_thoughts += 1
         st.segments.append((seg_start, len(st.ids)))
         body = gen.ids[:-1] if gen.stop_reason == "stop" else gen.ids
         if gen.stop_id == p.ids.skip:
-            yield SkipEvent(index, t0, self.clock.now(), tokens=len(gen.ids), text=p.text(body))
+            yield SkipEvent(index, t0, self.clock.now(), tokens=len(gen.ids), text=p.text(body), group=group)
         else:
-            yield ThoughtEvent(index, p.text(body), len(gen.ids), t0, self.clock.now(), capped=capped)
+            reason = cut or ("cap" if capped else "stop")
+            yield ThoughtEvent(index, p.text(body), len(gen.ids), t0, self.clock.now(), capped=capped,
+                               reason=reason, cap=max_tokens, group=group)
 
     # -- end of stream ---------------------------------------------------------------------------------------
     def finish(self, stream_end: float | None = None, extra: dict | None = None) -> SessionResult:
@@ -197,26 +263,63 @@ class Session:
         assert self.result is not None
         return self.result
 
-    def finish_iter(self, stream_end: float | None = None, extra: dict | None = None) -> Iterator[Event]:
+    def finish_iter(self, stream_end: float | None = None, extra: dict | None = None,
+                    pending: Sequence[TimedChunk] = (), pending_available: Sequence[float] | None = None,
+                    end_known: float | None = None, answer_within_s: float = 0.0) -> Iterator[Event]:
         """End the stream: deep reasoning, answer, summary (yielded as produced); ``self.result`` is set after.
 
         ``extra``: figures from the chunk source (e.g. ASR real-time factor) added to the summary.
+        ``pending``: chunks not read yet; they are read together with the end-of-stream marker in one prefill
+        (no per-chunk thought on the critical path). ``end_known``: clock time the end of the stream became known
+        (after the source's last work, e.g. the ASR flush). ``answer_within_s`` > 0: cap deep reasoning from the
+        measured decode speed so that the first answer token comes within that many seconds of the stream end.
         """
         if self._finished:
             raise RuntimeError("session already finished")
         self._drain()
         self.start()
         self._finished = True
-        yield from self._record(self._finish(stream_end, extra or {}))
+        spec = _FinishSpec(stream_end, extra or {}, list(pending), pending_available, end_known, answer_within_s)
+        yield from self._record(self._finish(spec))
 
-    def _finish(self, stream_end: float | None, source_extra: dict) -> Iterator[Event]:
+    def _read_pending(self, spec: _FinishSpec) -> Iterator[Event]:
+        t = self.clock.now()
+        times = list(spec.pending_available or [None] * len(spec.pending))
+        for chunk, available in zip(spec.pending, times, strict=True):
+            index = len(self.chunks)
+            chunk.index = index if chunk.index is None else chunk.index
+            self.chunks.append(chunk)
+            ids = self.policy.protocol.chunk_ids(chunk)
+            self._chunk_ids.append(ids)
+            t_avail = t if available is None else float(available)
+            self._lags.append(max(0.0, t - t_avail))
+            if self.mode == "stream":
+                self.policy.write_env(self.state, ids, "stream")  # prefilled with the end marker
+            yield ChunkEvent(index, chunk, t_avail, t, t, len(ids), max(0.0, t - t_avail))
+        if len(spec.pending) > 1:
+            self._caught_up += len(spec.pending)
+
+    def _deep_budget(self, budget: int, spec: _FinishSpec, t_end_stream: float) -> tuple[int, bool]:
+        """The deep cap that keeps the first answer token within ``answer_within_s`` of the stream end."""
+        if spec.answer_within_s <= 0 or not self._step_s:
+            return budget, False
+        left = spec.answer_within_s - (self.clock.now() - t_end_stream)
+        fit = int(left / self._step_s) - 2  # the closing </think> and the first answer token are two more steps
+        return (max(1, fit), True) if fit < budget else (budget, False)
+
+    def _finish(self, spec: _FinishSpec) -> Iterator[Event]:
         p, cfg, st = self.policy, self.policy.config, self.state
+        stream_end, source_extra = spec.stream_end, spec.extra
         if self.clock.media_timed and stream_end is not None:
             self.clock.wait_until(stream_end)
             t_end_stream = float(stream_end)
         else:
             t_end_stream = self.clock.now()
+        t_known = t_end_stream if spec.end_known is None else max(t_end_stream, float(spec.end_known))
+        if self.clock.media_timed:
+            self.clock.wait_until(t_known)  # nothing can act on the end of the stream before it is known
         t_start = self.clock.now()
+        yield from self._read_pending(spec)
         end_ids = p.protocol.end_ids(self.question)
         if self.mode == "read-then-think":
             budget = self.config.rtt_reasoning_tokens or (
@@ -230,8 +333,9 @@ class Session:
             n_pre += len(end_ids)
         else:
             budget = cfg.max_deep_tokens
+            n_pre = len(end_ids) + sum(len(ids) for ids in self._chunk_ids[len(self.chunks) - len(spec.pending):])
             p.read(st, end_ids, "deep", reserve=budget + cfg.max_answer_tokens + 2)
-            n_pre = len(end_ids)
+        budget, deep_cut = self._deep_budget(budget, spec, t_end_stream)
         t_pre = self.clock.now()
         fill = budget if self.config.fill_deep_budget else 0
         yield from self._decode("deep", None, budget, (p.ids.think_close, *p.ids.eos), min_tokens=fill)
@@ -240,7 +344,8 @@ class Session:
         if not closed:  # cap or EOS before </think>: the environment closes the reasoning
             p.write_env(st, [p.ids.think_close], "deep")
         body = gen.ids[:-1] if gen.stop_reason == "stop" else gen.ids
-        yield DeepEvent(p.text(body), len(gen.ids), t_end_stream, t_start, t_pre, self.clock.now(), n_pre, closed)
+        t_deep = self.clock.now()
+        yield DeepEvent(p.text(body), len(gen.ids), t_end_stream, t_start, t_pre, t_deep, n_pre, closed)
         first: list[float] = []
         yield from self._decode("answer", None, cfg.max_answer_tokens, p.ids.eos, first_token_at=first)
         ans = self._last_gen
@@ -252,6 +357,8 @@ class Session:
         answer = extract_answer(text)
         delay, delay_last = t_first - t_end_stream, t_done - t_end_stream
         yield AnswerEvent(text, answer, len(ans.ids), t_first, t_done, delay, delay_last)
+        parts = {"end_known_s": t_known - t_end_stream, "drain_s": t_pre - t_known, "deep_s": t_deep - t_pre,
+                 "answer_first_s": t_first - t_deep}
         st.cache = None  # free the KV cache now; the token trace stays for training/inspection
         trace = p.protocol.parse(st.ids, st.env_mask)
         report = trace.validate(len(self.chunks), streaming=self.mode == "stream")
@@ -282,6 +389,10 @@ class Session:
             format_violations=len(report.violations),
             stream_end_s=t_end_stream,
             wall_s=time.perf_counter() - self._wall0,
+            **parts,
+            deep_cut=deep_cut,
+            caught_up=self._caught_up,
+            cut_thoughts=self._cut_thoughts,
             policy=p.name,
             question=self.question,
             extra={"format_stream": report.format_stream, "format_deep": report.format_deep,

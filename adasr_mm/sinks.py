@@ -67,6 +67,13 @@ class TracePrinter:
             self._w("\n")
             self._open = None
 
+    def bold(self, s: str) -> str:
+        return self._c("1", s)
+
+    def line(self, s: str) -> None:
+        self._close_line()
+        self._w(s + "\n")
+
     def header(self, **info: Any) -> None:
         self._w(self._c("1", "adasr-mm") + " · " + " · ".join(f"{k} {v}" for k, v in info.items()) + "\n")
 
@@ -88,10 +95,10 @@ class TracePrinter:
             self._w(self._c("33", f"[{tag}{c.start:6.1f}–{c.end:6.1f}s]") + f" {c.text}" + self._c("2", lag) + "\n")
         elif isinstance(ev, ThoughtEvent):
             if self._open == "stream":
-                self._w(self._c("2", f"  ({ev.tokens} tok{', capped' if ev.capped else ''})"))
+                self._w(self._c("2", f"  ({ev.tokens} tok{_why(ev)})"))
                 self._close_line()
             else:
-                self._w(f"   ↳ {ev.text}" + self._c("2", f"  ({ev.tokens} tok)") + "\n")
+                self._w(f"   ↳ {ev.text}" + self._c("2", f"  ({ev.tokens} tok{_why(ev)})") + "\n")
         elif isinstance(ev, SkipEvent):
             self._close_line()
             why = "skip (lag over budget)" if ev.forced else "skip"
@@ -118,6 +125,13 @@ class TracePrinter:
             self._w(format_summary(ev) + "\n")
 
 
+def _why(ev: ThoughtEvent) -> str:
+    parts = [f"{ev.group} chunks"] if ev.group > 1 else []
+    parts += {"cap": ["capped"], "deadline": ["cut at the deadline"], "end": ["cut: the stream ended"]}.get(
+        ev.reason, ["capped"] if ev.capped else [])
+    return "".join(", " + p for p in parts)
+
+
 def format_summary(s: SummaryEvent) -> str:
     line = (
         f"summary: mode {s.mode} · clock {s.clock} · chunks {s.chunks} · thoughts {s.thoughts} · skips {s.skips}"
@@ -125,7 +139,14 @@ def format_summary(s: SummaryEvent) -> str:
         f" · prefill/input {s.prefill_per_input:.2f} · lag max {s.lag_s:.2f}s · delay {s.delay_s:.2f}s"
         f" · format violations {s.format_violations}"
     )
+    if s.stream_end_s or s.delay_s:
+        line += (f"\n         delay parts: end known +{s.end_known_s:.2f}s · queue drain {s.drain_s:.2f}s · "
+                 f"deep {s.deep_s:.2f}s · answer {s.answer_first_s:.2f}s · lag avg {s.lag_avg_s:.2f}s · "
+                 f"forced skips {s.forced_skips} · caught up {s.caught_up} chunks · cut thoughts {s.cut_thoughts}"
+                 + (" · deep reasoning cut short by the answer deadline" if s.deep_cut else ""))
     x = s.extra
+    if x.get("input_error"):
+        line += f"\n         input error: {x['input_error']}"
     if "asr_rtf" in x:
         line += (f"\n         asr: rtf {x['asr_rtf']:.3f} · commit latency avg {x['commit_latency_avg_s']:.2f}s"
                  f" · max {x['commit_latency_max_s']:.2f}s · {x.get('asr_words', 0)} words")

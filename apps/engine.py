@@ -4,6 +4,8 @@ Every browser connection (Gradio session hash) gets a :class:`Connection` holdin
 agent :class:`~adasr_mm.session.Session`, exactly as the Python API's sessions. The policy's weights are shared:
 each session has its own KV cache, and forward passes go through one lock so concurrent sessions interleave token
 by token instead of oversubscribing the cores (and nothing in a model module is ever entered twice at once).
+Runs get an explicit :class:`~apps.runs.RunContext` (agent, settings, ASR model, an end callback), never the
+engine itself.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from adasr_mm.errors import AdasrError
 
 from .config import AppSettings
-from .runs import FileRun, LiveRun, Run
+from .runs import FileRun, LiveRun, Run, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +61,16 @@ class Engine:
     def __init__(self, settings: AppSettings, agent: Any = None, asr_model: Any = None):
         from adasr_mm.adapters.asr import load_whisper
         from adasr_mm.agent import StreamingAgent
+        from adasr_mm.pipeline import configure_threads
 
+        configure_threads(settings)  # ASR and policy on separate cores
         self.settings = settings
         self.agent = agent if agent is not None else StreamingAgent.from_pretrained(config=settings)
         self.agent.config = settings
         a = settings.asr
         self.asr_model = asr_model if asr_model is not None else load_whisper(
             a.model, a.device, a.compute_type, a.cpu_threads)
+        self.context = RunContext(self.agent, settings, self.asr_model, on_finished=self.run_finished)
         self.workdir = Path(tempfile.mkdtemp(prefix="adasr-app-"))
         self._conns: dict[str, Connection] = {}
         self._runs: set[Run] = set()
@@ -120,12 +125,12 @@ class Engine:
         return run.start()
 
     def start_live(self, conn: Connection, question: str) -> LiveRun:
-        run = self._begin(conn, lambda: LiveRun(self, question))
+        run = self._begin(conn, lambda: LiveRun(self.context, question))
         assert isinstance(run, LiveRun)
         return run
 
     def start_file(self, conn: Connection, question: str, path: str, clock: str) -> FileRun:
-        run = self._begin(conn, lambda: FileRun(self, question, path, clock))
+        run = self._begin(conn, lambda: FileRun(self.context, question, path, clock))
         assert isinstance(run, FileRun)
         return run
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from adasr_mm.adapters import supported_extensions
 from adasr_mm.errors import AdasrError
 
 from . import render
@@ -25,8 +26,7 @@ from .runs import Run
 log = logging.getLogger(__name__)
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-UPLOAD_TYPES = [".txt", ".md", ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".mp4", ".mkv", ".webm",
-                ".mov", ".avi"]
+UPLOAD_TYPES = list(supported_extensions())  # from the adapter registry: every file type `adasr-mm run` opens
 POLL_S = 0.25  # how often a waiting handler re-renders a changing run
 
 

@@ -1,6 +1,6 @@
 """Load test of the Gradio app: N concurrent sessions with different inputs, each checked for its own trace.
 
-Starts ``python -m apps.gradio_app`` on 127.0.0.1 (a separate process, as a user would), then streams the 8
+Starts ``python -m apps`` on 127.0.0.1 (a separate process, as a user would), then streams the 8
 bundled samples (3 text, 4 spoken, 1 video; instant clock) through the file-mode endpoint with gradio_client,
 1, 4 and 8 sessions at a time. Each session is a separate client (its own Gradio session, so its own agent
 session). Time to answer = submit -> the page output first shows the final answer; the in-session delay is the
@@ -78,7 +78,7 @@ def check(item: dict, events: list[dict], expected: list[str] | None) -> str:
 def start_server(port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false",
            "GRADIO_HEARTBEAT_INTERVAL": "2"}
-    cmd = [sys.executable, "-m", "apps.gradio_app", "--port", str(port), *CAPS, "app.max_runs=8"]
+    cmd = [sys.executable, "-m", "apps", "--port", str(port), *CAPS, "app.max_runs=8"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(600):
@@ -171,7 +171,7 @@ def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "app_load.json"))
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from apps.cli import free_port
+    from apps.launch import free_port
 
     items = inputs()
     expected = [expected_chunks(it) for it in items]

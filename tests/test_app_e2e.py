@@ -45,8 +45,8 @@ def wait_until(cond, timeout: float = 90.0, what: str = "condition"):
 def server():
     os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "2"  # notice closed pages within seconds, not 15 s
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from apps.cli import launch
     from apps.config import load_settings
+    from apps.launch import launch
 
     settings = load_settings(None, [*CAPS, f"app.max_upload_mb={MAX_UPLOAD_MB}", "app.port=0"])
     demo, engine, url = launch(settings, block=False)

@@ -47,7 +47,7 @@ def test_app_yaml_loads():
 
 
 def test_module_entry_point_help():
-    out = subprocess.run([sys.executable, "-m", "apps.gradio_app", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "apps", "--help"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0 and "--max-stream-s" in out.stdout and "--share" in out.stdout
 

@@ -76,7 +76,7 @@ def test_render_and_parse_a_trace(embedded_dir):
     # a missing response and no end marker
     short = prompt + proto.chunk_ids(c0) + e("Tom" + EOT)
     rep = proto.parse(short).validate(n_chunks=2)
-    assert "1 responses for 2 chunks" in rep.violations and "no deep phase" in rep.violations
+    assert "1 chunks in the trace for 2 chunks" in rep.violations and "no deep phase" in rep.violations
 
 
 def test_context_first_puts_question_after_stream(embedded_dir):
@@ -91,3 +91,27 @@ def test_extract_answer():
     assert extract_answer("so \\boxed{12} or \\boxed{ \\frac{1}{2} }") == "\\frac{1}{2}"
     assert extract_answer("\n  The answer is 7.\nbecause") == "The answer is 7."
     assert extract_answer("   ") == ""
+
+
+def test_chunks_read_together_share_one_response(embedded_dir):
+    """A catch-up read (several chunks in one prefill, one thought) and chunks read with the end-of-stream marker
+    parse as groups and are valid; a group still needs its closing marker."""
+    tok, model = _tiny(embedded_dir)
+    add_protocol_tokens(tok, model)
+    proto = Protocol(tok)
+    e = proto.encode
+    c = [TimedChunk(i, i + 1, f"Sentence {i}.") for i in range(5)]
+    prompt = proto.prompt_ids("How many?")
+    ids = (prompt + proto.chunk_ids(c[0]) + e("One." + EOT) + proto.chunk_ids(c[1]) + proto.chunk_ids(c[2])
+           + e("Two and three." + EOT) + proto.chunk_ids(c[3]) + proto.chunk_ids(c[4]) + proto.end_ids("How many?")
+           + e("so 5" + THINK_CLOSE + " \\boxed{5}") + [tok.eos_token_id])
+    trace = proto.parse(ids)
+    assert [(s.chunk_index, s.n_chunks, s.closer) for s in trace.responses] == [
+        (0, 1, EOT), (1, 2, EOT), (3, 2, END_OF_STREAM)]
+    assert trace.text(trace.responses[1]) == "Two and three."
+    rep = trace.validate(n_chunks=5)
+    assert rep.violations == [] and rep.format_stream == 1.0
+    # a group without its closing marker is still a violation (for both of its chunks)
+    bad = prompt + proto.chunk_ids(c[0]) + proto.chunk_ids(c[1]) + e("Half a thought")
+    rep = proto.parse(bad).validate(n_chunks=2)
+    assert "chunk 0: response not closed" in rep.violations and rep.format_stream == 0.0

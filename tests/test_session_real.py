@@ -59,14 +59,17 @@ def test_read_then_think_delay_covers_prefill_and_all_reasoning(real_agent, five
     # ... and its delay spans that prefill plus all of its reasoning
     assert s_r.delay_s == pytest.approx(a_r.t_first_token - d_r.t_stream_end, abs=1e-3)
     assert s_r.delay_s >= (d_r.t_prefill_end - d_r.t_start) + (d_r.t_end - d_r.t_prefill_end)
-    # streaming: every chunk was read and thought about before the stream ended; after it, only the
-    # end-of-stream marker is read and the deep phase runs
-    thoughts = [e for e in stream.events if isinstance(e, (ThoughtEvent, SkipEvent))]
-    assert len(thoughts) == 5 and all(e.t_end <= stream_end for e in thoughts)
-    assert d_s.prefill_tokens == 1
-    assert d_s.t_start - d_s.t_stream_end < 0.05
+    # streaming: every chunk is read once; each was answered by a thought/skip (possibly covering several chunks
+    # read together when the policy fell behind) or, if still queued when the stream ended, read together with the
+    # end-of-stream marker; the deep phase prefills exactly those
+    responses = [e for e in stream.events if isinstance(e, (ThoughtEvent, SkipEvent))]
+    reads = [e for e in stream.events if isinstance(e, ChunkEvent)]
+    covered = sum(e.group for e in responses)
+    late = reads[covered:]
+    assert len(reads) == 5 and covered + len(late) == 5
+    assert d_s.prefill_tokens == 1 + sum(e.tokens for e in late)
+    assert all(e.t_end <= d_s.t_start + 1e-6 for e in responses)
     assert s_s.delay_s == pytest.approx(a_s.t_first_token - d_s.t_stream_end, abs=1e-3)
-    assert s_s.delay_s <= (a_s.t_first_token - d_s.t_start) + 0.05
     # same model, same prompt
     assert rtt.state.ids[: rtt.state.prompt_len] == stream.state.ids[: stream.state.prompt_len]
 
