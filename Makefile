@@ -40,6 +40,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
+	$(BIN)/python benchmarks/realtime.py
 	$(BIN)/python benchmarks/latency.py
 	$(BIN)/python benchmarks/audio.py
 

@@ -57,6 +57,17 @@ class InstantClock(Clock):
     name = "instant"
 
 
+class LiveClock(InstantClock):
+    """The instant clock with its zero fixed at construction (live input: the session's start must not move it).
+
+    A live session's clock must start with the media, not when a worker gets round to ``Session.start()`` (which
+    resets its clock): arrival times stamped by the handlers and thought times then share one axis.
+    """
+
+    def reset(self) -> None:  # zero stays at construction
+        pass
+
+
 class RealtimeClock(Clock):
     name = "realtime"
     media_timed = True

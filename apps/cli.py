@@ -56,6 +56,37 @@ def app_command() -> tuple[str, Callable[[argparse.ArgumentParser], None], Calla
             add_app_args, run_app)
 
 
+def add_serve_args(p: argparse.ArgumentParser) -> None:
+    from adasr_mm.config import add_config_flags
+
+    from .config import ServeSettings
+
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. serve.max_sessions=4")
+    p.add_argument("--config", help="YAML config (runtime sections plus 'serve:')")
+    add_config_flags(p, ServeSettings(), skip={"system_prompt"})
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from adasr_mm.config import apply_config_flags
+    from adasr_mm.errors import ConfigError
+
+    from .config import load_serve_settings
+    from .serve import serve
+
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"unexpected argument {bad[0]!r}: overrides are section.key=value")
+    settings = apply_config_flags(load_serve_settings(args.config, args.overrides), args)
+    serve(settings, settings.serve, block=True)  # type: ignore[attr-defined]
+    return 0
+
+
+def serve_command() -> tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    """Entry point for ``adasr_mm.commands``: ``adasr-mm serve``."""
+    return ("serve the OpenAI-Realtime-compatible WebSocket API (/v1/realtime) on 127.0.0.1",
+            add_serve_args, run_serve)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m apps [flags]``: the same app as ``adasr-mm app`` without the ``adasr-mm`` command."""
     from adasr_mm.errors import AdasrError

@@ -57,6 +57,41 @@ class AppConfig:
 
 
 @dataclass
+class ServeConfig:
+    """The ``serve`` section: where to listen and what a client may use."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "interface to bind (127.0.0.1 = this machine only)"})
+    port: int = field(default=8000, metadata={"help": "TCP port (0 = any free port)"})
+    api_key: str = field(default="", metadata={"help": "require 'Authorization: Bearer KEY' (required off loopback)"})
+    max_sessions: int = field(default=8, metadata={"help": "concurrent WebSocket sessions"})
+    max_message_bytes: int = field(default=1_048_576, metadata={"help": "largest client message (bytes)"})
+    idle_timeout_s: float = field(default=60.0, metadata={"help": "close a session silent for this long"})
+    max_session_s: float = field(default=600.0, metadata={"help": "longest session (s of wall time)"})
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in [0, 65535], got {self.port}")
+        for name in ("max_sessions", "max_message_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("idle_timeout_s", "max_session_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass
+class ServeSettings(AdasrConfig):
+    """Every runtime section plus ``serve``."""
+
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+
+def load_serve_settings(source: str | Path | dict[str, Any] | None = None, overrides: list[str] | None = None
+                        ) -> ServeSettings:
+    return cast(ServeSettings, load_config(source, overrides, ServeSettings()))
+
+
+@dataclass
 class AppSettings(AdasrConfig):
     """Every runtime section plus ``app``."""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adasr_mm.clock import InstantClock, make_clock
+from adasr_mm.clock import LiveClock, make_clock
 from adasr_mm.errors import AdasrError, InputError
 from adasr_mm.events import AnswerEvent, DeltaEvent, Event
 from adasr_mm.pipeline import iter_pipeline
@@ -35,17 +35,6 @@ class RunContext:
     settings: Any
     asr_model: Any = None
     on_finished: Callable[[Any], None] | None = None
-
-
-class LiveClock(InstantClock):
-    """The instant clock with its zero fixed when the run is created.
-
-    A live session's clock must start with the media, not when the worker gets round to ``Session.start()``
-    (which resets its clock): arrival times stamped by the handlers and thought times then share one axis.
-    """
-
-    def reset(self) -> None:  # zero stays at construction
-        pass
 
 
 class Run:

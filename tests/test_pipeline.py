@@ -173,7 +173,7 @@ def test_live_pushes_are_never_blocked_and_get_caught_up(slow):
     """A live source on the instant clock (as the app and the server use it): pushes return at once while the
     policy is busy, and what queued up is read together (the same pipeline as files)."""
     from adasr_mm.adapters.live import LiveSource
-    from apps.runs import LiveClock
+    from adasr_mm.clock import LiveClock
 
     clock = LiveClock()
     src = LiveSource()
