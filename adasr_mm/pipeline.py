@@ -379,11 +379,13 @@ def iter_pipeline(session: Session, source: Iterable[TimedChunk], duration: floa
         prepare()  # load models before the clocks start: loading is not streaming latency
     q = ChunkQueue()
     pclock = session.clock.fork()
-    session.start()  # zero of the consumer clock (and of a shared wall clock)
-    if pclock is not session.clock:
-        pclock.reset()
     producer = Producer(source, pclock, q, duration)
+    if not session.started:  # media time 0 for both sides; the prompt prefill then overlaps with the first media
+        session.clock.reset()
+        if pclock is not session.clock:
+            pclock.reset()
     producer.start()
+    session.start(reset_clock=False)
     yield from Scheduler(session, q, cfg, live=live).run()
 
 

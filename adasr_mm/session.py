@@ -113,15 +113,23 @@ class Session:
         self.result: SessionResult | None = None
 
     @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
     def mode(self) -> str:
         return self.config.mode
 
-    def start(self) -> None:
-        """Prefill the prompt (called by the first push; call it early to overlap with the first chunk)."""
+    def start(self, reset_clock: bool = True) -> None:
+        """Prefill the prompt (called by the first push; call it early to overlap with the first chunk).
+
+        ``reset_clock=False``: the caller already started the clock (the pipeline starts it before its producer,
+        so the prompt prefill overlaps with the first media instead of delaying it)."""
         if self._started:
             return
         self._started = True
-        self.clock.reset()
+        if reset_clock:
+            self.clock.reset()
         self._wall0 = time.perf_counter()
         self.policy.begin(self.state, self.question)
 

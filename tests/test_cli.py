@@ -84,7 +84,11 @@ def test_run_prints_a_live_trace_and_writes_jsonl(tmp_path):
     types = [x["type"] for x in lines]
     assert types[-1] == "summary" and types[-2] == "answer" and types[-3] == "deep"
     n_chunks = types.count("chunk")
-    assert n_chunks == 6 and types.count("thought") + types.count("skip") == n_chunks
+    # every chunk is answered by a thought/skip (one may cover several chunks read together when the policy fell
+    # behind) or read with the end-of-stream marker right before the deep phase
+    covered = sum(x.get("group", 1) for x in lines if x["type"] in ("thought", "skip"))
+    last_response = max((i for i, t in enumerate(types) if t in ("thought", "skip")), default=-1)
+    assert n_chunks == 6 and covered + types[last_response + 1 :].count("chunk") == n_chunks
     s = lines[-1]
     for key in ("answer", "mode", "chunks", "skips", "stream_tokens", "deep_tokens", "input_tokens",
                 "prefill_tokens", "delay_s", "lag_s"):
