@@ -1,0 +1,112 @@
+"""Text on screen: RapidOCR (PP-OCRv4 detection + recognition ONNX models shipped inside the
+``rapidocr-onnxruntime`` wheel, Apache-2.0), run offline on onnxruntime.
+
+:class:`TextReader` reads the lines in one frame; :class:`TextTracker` decides when to read (the first frame, a
+scene cut, or a picture that changed since the last read, at most every ``every_s`` seconds of media time) and
+which lines are news (not seen before, up to OCR jitter), so a slide shown for a minute is reported once.
+Optional: install the ``[ocr]`` extra.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import re
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from adasr_mm.errors import ModelLoadError
+
+
+def ocr_available() -> bool:
+    """True when rapidocr-onnxruntime can be imported (its models ship in the wheel)."""
+    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+
+
+def normalise_line(text: str) -> str:
+    """Lowercase, single spaces, no surrounding punctuation: the key under which lines are de-duplicated."""
+    return re.sub(r"\s+", " ", text).strip(" .,;:!?'\"").lower()
+
+
+class TextReader:
+    """Lines of text in an RGB frame, top to bottom. ``min_score``: recognition confidence below which a line is
+    dropped; ``det_side``: the detector's input size (longer side), which bounds its cost; ``threads``:
+    onnxruntime intra-op threads (0 = its default, all cores)."""
+
+    def __init__(self, min_score: float = 0.6, det_side: int = 640, threads: int = 0) -> None:
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as e:
+            raise ModelLoadError("on-screen text needs RapidOCR: pip install 'adasr-mm[ocr]'") from e
+        kw = {"intra_op_num_threads": threads} if threads > 0 else {}
+        self.engine = RapidOCR(det_limit_side_len=det_side, det_limit_type="max", use_cls=False, **kw)
+        self.min_score = min_score
+
+    def read(self, frame: np.ndarray) -> list[str]:
+        bgr = np.ascontiguousarray(np.asarray(frame)[..., ::-1])
+        result, _ = self.engine(bgr)
+        lines = []
+        for box, text, score in result or []:
+            text = " ".join(str(text).split())
+            if float(score) >= self.min_score and len(normalise_line(text)) >= 2:
+                top = min(p[1] for p in box)
+                left = min(p[0] for p in box)
+                lines.append((round(top / 8), left, text))  # same row band: left to right
+        return [t for _, _, t in sorted(lines)]
+
+
+@dataclass
+class _Read:
+    t: float
+    small: np.ndarray
+
+
+class TextTracker:
+    """When to run OCR and which lines are new. ``change``: mean absolute luma difference (0..255) from the
+    last read frame that counts as a changed picture; ``similar``: string similarity above which a line counts as
+    already seen (OCR reads the same line slightly differently from frame to frame)."""
+
+    def __init__(self, reader: TextReader, every_s: float = 2.0, change: float = 3.0, similar: float = 0.8,
+                 memory: int = 200) -> None:
+        self.reader, self.every_s, self.change, self.similar = reader, every_s, change, similar
+        self._memory = memory
+        self.reset()
+
+    def reset(self) -> None:
+        self._last: _Read | None = None
+        self._seen: deque[str] = deque(maxlen=self._memory)
+        self.reads = 0
+
+    def due(self, small: np.ndarray, t: float, cut: bool) -> bool:
+        """Should the frame at ``t`` (``small``: its downscaled luma) be read?"""
+        last = self._last
+        if last is None:
+            return True
+        if t - last.t < self.every_s - 1e-6:
+            return False
+        if cut or small.shape != last.small.shape:
+            return True
+        return float(np.abs(small - last.small).mean()) > self.change
+
+    def observe(self, frame: np.ndarray, small: np.ndarray, t: float) -> list[str]:
+        """Read ``frame`` and return its lines not seen before (in reading order)."""
+        self._last = _Read(t, small)
+        self.reads += 1
+        new = []
+        for line in self.reader.read(frame):
+            key = normalise_line(line)
+            if any(difflib.SequenceMatcher(None, key, s).ratio() >= self.similar for s in self._seen):
+                continue
+            self._seen.append(key)
+            new.append(line)
+        return new
+
+
+def text_sentence(lines: list[str]) -> str:
+    quoted = "; ".join(f'"{line}"' for line in lines)
+    return f"Text on screen: {quoted}."
+
+
+__all__ = ["TextReader", "TextTracker", "normalise_line", "ocr_available", "text_sentence"]
