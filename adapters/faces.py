@@ -51,7 +51,7 @@ class FaceDetector:
     """Frontal faces in an RGB frame. ``min_size``: smallest face side as a fraction of the shorter frame side;
     ``neighbors``: the cascade's minNeighbors (higher = fewer false faces)."""
 
-    def __init__(self, min_size: float = 0.1, neighbors: int = 5, max_side: int = 320) -> None:
+    def __init__(self, min_size: float = 0.1, neighbors: int = 5, max_side: int = 240) -> None:
         self.cv2, self.cascade = _load_cascade()
         self.min_size, self.neighbors, self.max_side = min_size, neighbors, max_side
 

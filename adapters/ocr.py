@@ -26,8 +26,8 @@ def ocr_available() -> bool:
 
 
 def normalise_line(text: str) -> str:
-    """Lowercase, single spaces, no surrounding punctuation: the key under which lines are de-duplicated."""
-    return re.sub(r"\s+", " ", text).strip(" .,;:!?'\"").lower()
+    """Lowercase, no spaces (OCR drops or adds them), no surrounding punctuation: the de-duplication key."""
+    return re.sub(r"\s+", "", text).strip(".,;:!?'\"").lower()
 
 
 class TextReader:
@@ -64,13 +64,15 @@ class _Read:
 
 
 class TextTracker:
-    """When to run OCR and which lines are new. ``change``: mean absolute luma difference (0..255) from the
-    last read frame that counts as a changed picture; ``similar``: string similarity above which a line counts as
+    """When to run OCR and which lines are new. ``change``: the fraction of pixels whose luma moved by more than
+    ``level`` (0..255) since the last read that counts as a changed picture (a new word on a slide is a small
+    area; camera noise moves many pixels a little); ``similar``: string similarity above which a line counts as
     already seen (OCR reads the same line slightly differently from frame to frame)."""
 
-    def __init__(self, reader: TextReader, every_s: float = 2.0, change: float = 3.0, similar: float = 0.8,
-                 memory: int = 200) -> None:
+    def __init__(self, reader: TextReader, every_s: float = 2.0, change: float = 0.002, level: float = 24.0,
+                 similar: float = 0.9, memory: int = 200) -> None:
         self.reader, self.every_s, self.change, self.similar = reader, every_s, change, similar
+        self.level = level
         self._memory = memory
         self.reset()
 
@@ -88,7 +90,7 @@ class TextTracker:
             return False
         if cut or small.shape != last.small.shape:
             return True
-        return float(np.abs(small - last.small).mean()) > self.change
+        return float((np.abs(small - last.small) > self.level).mean()) >= self.change
 
     def observe(self, frame: np.ndarray, small: np.ndarray, t: float) -> list[str]:
         """Read ``frame`` and return its lines not seen before (in reading order)."""
