@@ -45,16 +45,21 @@ class TextReader:
         self.min_score = min_score
 
     def read(self, frame: np.ndarray) -> list[str]:
+        return self.read_scored(frame)[0]
+
+    def read_scored(self, frame: np.ndarray) -> tuple[list[str], float]:
+        """The lines (reading order) and their mean recognition confidence (0 when there is no line)."""
         bgr = np.ascontiguousarray(np.asarray(frame)[..., ::-1])
         result, _ = self.engine(bgr)
-        lines = []
+        lines, scores = [], []
         for box, text, score in result or []:
             text = " ".join(str(text).split())
             if float(score) >= self.min_score and len(normalise_line(text)) >= 2:
                 top = min(p[1] for p in box)
                 left = min(p[0] for p in box)
                 lines.append((round(top / 8), left, text))  # same row band: left to right
-        return [t for _, _, t in sorted(lines)]
+                scores.append(float(score))
+        return [t for _, _, t in sorted(lines)], float(np.mean(scores)) if scores else 0.0
 
 
 @dataclass
@@ -73,6 +78,7 @@ class TextTracker:
                  similar: float = 0.9, memory: int = 200) -> None:
         self.reader, self.every_s, self.change, self.similar = reader, every_s, change, similar
         self.level = level
+        self.decisive = 0.03
         self._memory = memory
         self.reset()
 
@@ -80,6 +86,7 @@ class TextTracker:
         self._last: _Read | None = None
         self._seen: deque[str] = deque(maxlen=self._memory)
         self.reads = 0
+        self.mirrored: bool | None = None  # decided by the first picture with text
 
     def due(self, small: np.ndarray, t: float, cut: bool) -> bool:
         """Should the frame at ``t`` (``small``: its downscaled luma) be read?"""
@@ -97,7 +104,7 @@ class TextTracker:
         self._last = _Read(t, small)
         self.reads += 1
         new = []
-        for line in self.reader.read(frame):
+        for line in self._lines(frame):
             key = normalise_line(line)
             if any(difflib.SequenceMatcher(None, key, s).ratio() >= self.similar for s in self._seen):
                 continue
@@ -106,9 +113,35 @@ class TextTracker:
         return new
 
 
+    def _lines(self, frame: np.ndarray) -> list[str]:
+        """Webcams (and the browser's webcam widget) often send mirrored pictures, and mirrored text still
+        reads as confident nonsense ("29lqq6" for "Seven"). Until a picture with text decides it, both
+        orientations are read and the more confident one wins; a clear win fixes the orientation."""
+        if self.mirrored is not None:
+            return self.reader.read(frame[:, ::-1] if self.mirrored else frame)
+        lines, score = self.reader.read_scored(frame)
+        if not lines:
+            return lines
+        flipped, score_flipped = self.reader.read_scored(frame[:, ::-1])
+        if abs(score - score_flipped) >= self.decisive:
+            self.mirrored = score_flipped > score
+        return flipped if score_flipped > score else lines
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance (characters): the numerator of the character error rate."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
 def text_sentence(lines: list[str]) -> str:
     quoted = "; ".join(f'"{line}"' for line in lines)
     return f"Text on screen: {quoted}."
 
 
-__all__ = ["TextReader", "TextTracker", "normalise_line", "ocr_available", "text_sentence"]
+__all__ = ["TextReader", "TextTracker", "edit_distance", "normalise_line", "ocr_available", "text_sentence"]

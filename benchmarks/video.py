@@ -113,18 +113,10 @@ def match_cuts(found: list[float], truth: list[float], tol: float) -> dict:
             "mean_abs_error_s": round(sum(errors) / tp, 3) if tp else None}
 
 
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def ocr_cer(windows: list[dict], slides: list) -> dict:
     """Per slide: the lines read in its windows (joined) against its text (joined)."""
+    from adasr_mm.adapters.ocr import edit_distance
+
     errs = chars = errs_ns = chars_ns = 0
     per = []
     for s in slides:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from adasr_mm.adapters.describers import StatsDescriber
+from adasr_mm.adapters.ocr import edit_distance
 from adasr_mm.adapters.scene import flatness, thumb
 from adasr_mm.adapters.synthetic import Slide, draw_frame, draw_slide, random_scene, render_slides
 from adasr_mm.adapters.video import VideoConfig, VideoSource
@@ -29,16 +30,6 @@ def _need(module: str, what: str) -> None:
 
 def squash(text: str) -> str:
     return re.sub(r"\s+", "", text).lower()
-
-
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def _chunks(path: Path, **kw):
@@ -126,3 +117,14 @@ def test_face_count_has_hysteresis():
     tr = FaceTracker(FaceDetector(), hold=2)
     seen = [tr.observe(f) and tr.count for f in (face, face, blank, face, blank, blank, face)]
     assert seen == [False, 1, False, False, False, 0, False] and tr.count == 0
+
+
+def test_mirrored_webcam_text_is_read_the_right_way_round():
+    _need("rapidocr_onnxruntime", "on-screen text")
+    slide = draw_slide(["Seven apples", "Room 214"], (640, 480), text_px=64)
+    mirrored = StatsDescriber(ocr="on", faces="off")
+    text = mirrored.describe(np.stack([slide[:, ::-1]] * 2), [0.0, 0.5])  # as a mirroring webcam sends it
+    assert squash("Seven apples") in squash(text) and mirrored.text.mirrored is True, text
+    plain = StatsDescriber(ocr="on", faces="off")
+    assert squash("Seven apples") in squash(plain.describe(np.stack([slide] * 2), [0.0, 0.5]))
+    assert plain.text.mirrored is False
