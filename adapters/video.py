@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,6 +263,25 @@ class VideoStream:
         return [chunk]
 
 
+def file_frames(path: str | Path, config: VideoConfig, describer: Any
+                ) -> Generator[tuple[float, np.ndarray, bool], None, None]:
+    """(time, frame, described?) from a file: at ``decode_fps`` when the describer watches every frame (for
+    cuts), else at ``fps``; the first frame at or after each k / fps is a described one."""
+    from .video_io import iter_frames
+
+    dense = callable(getattr(describer, "watch", None))
+    frames = iter_frames(path, config.decode_fps if dense else config.fps, config.max_side, backend=config.backend)
+    next_k = 0
+    try:
+        for t, frame in frames:
+            on_grid = t >= next_k / config.fps - 1e-4
+            if on_grid:
+                next_k = math.floor((t + 1e-4) * config.fps) + 1
+            yield t, frame, on_grid
+    finally:
+        frames.close()  # type: ignore[attr-defined]
+
+
 class VideoSource:
     """A video file as a chunk stream: decoded at ``fps`` and pushed through a :class:`VideoStream`.
 
@@ -301,8 +320,6 @@ class VideoSource:
             yield c
 
     def __iter__(self) -> Iterator[TimedChunk]:
-        from .video_io import iter_frames
-
         cfg = self.config
         reset = getattr(self.describer, "reset", None)
         if callable(reset):
@@ -311,24 +328,20 @@ class VideoSource:
         self.stream = stream = VideoStream(self.describer, cfg, source=self.path,
                                            now=self.clock.now if timed else None)
         limit = cfg.max_duration_s or math.inf
-        dense = callable(getattr(self.describer, "watch", None))
-        frames = iter_frames(self.path, cfg.decode_fps if dense else cfg.fps, cfg.max_side, backend=cfg.backend)
-        last_t, next_k = -1.0, 0
+        frames = file_frames(self.path, cfg, self.describer)
+        last_t = -1.0
         while True:
             t0 = time.perf_counter()
             item = next(frames, None)
             stream.stats.decode_s += time.perf_counter() - t0
             if item is None:
                 break
-            t, frame = item
+            t, frame, describe = item
             if t >= limit:
-                frames.close()  # type: ignore[attr-defined]
+                frames.close()
                 break
             last_t = t
-            on_grid = t >= next_k / cfg.fps - 1e-4  # the first frame at or after each k / fps is described
-            if on_grid:
-                next_k = math.floor((t + 1e-4) * cfg.fps) + 1
-            yield from self._release(stream.push(frame, t, describe=on_grid))
+            yield from self._release(stream.push(frame, t, describe=describe))
         interval = 1.0 / (self.info.fps or cfg.fps)
         end = max(self.duration or 0.0, min(last_t + interval, limit))
         if cfg.max_duration_s:
@@ -338,4 +351,4 @@ class VideoSource:
 
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoConfig", "VideoSource", "VideoStream", "VideoStreamStats",
-           "describer_from_config", "resize_max_side", "to_rgb_uint8"]
+           "describer_from_config", "file_frames", "resize_max_side", "to_rgb_uint8"]
