@@ -179,11 +179,13 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run(path, label, **kw))
         cut_rows = {label: run(bikes, label, ocr="off", faces="off", cut_fps=cf)
                     for label, cf in (("cut_fps=10", 10.0), ("cut_fps=0 (2 fps)", 0.0))}
+        rows.append(run(slide_path, "stats+faces+ocr max_side=640", ocr="on", faces="on", max_side=640))
     get = {(r["file"], r["config"]): r for r in rows}
     result["cuts"] = {label: match_cuts([c for w in r["_windows"] for c in w["cuts"]], truth, args.tolerance)
                       for label, r in cut_rows.items()}
     full = "stats+faces+ocr"
     result["ocr"] = ocr_cer(get[(slide_path.name, full)]["_windows"], slides)
+    result["ocr_max_side_640"] = ocr_cer(rows[-1]["_windows"], slides)
     result["faces"] = {p.name: face_presence(get[(p.name, full)]["_windows"]) for p in grids}
     result["false_faces"] = {p.name: face_presence(get[(p.name, full)]["_windows"])
                              for p in (bikes, slide_path, long_path)}
@@ -207,8 +209,9 @@ def print_tables(result: dict) -> None:
     print("| cut detection (bikes, 5 cuts) | precision | recall | F1 | mean abs error (s) |\n|---|---|---|---|---|")
     for label, c in result["cuts"].items():
         print(f"| {label} | {c['precision']} | {c['recall']} | {c['f1']} | {c['mean_abs_error_s']} |")
-    print(f"\nOCR CER on rendered slides: {result['ocr']['cer']} "
-          f"(ignoring spaces: {result['ocr']['cer_ignoring_spaces']})")
+    for key, side in (("ocr", 320), ("ocr_max_side_640", 640)):
+        print(f"\nOCR CER on rendered slides, frames at {side} px: {result[key]['cer']} "
+              f"(ignoring spaces: {result[key]['cer_ignoring_spaces']})")
     print(f"face presence on GRID (windows with a face): {result['faces']}")
     print(f"windows with a false face: {result['false_faces']}\n")
     print("| file | describer | media s | frames (+watched) | chunks | decode s | describe s | wall s | x real time "

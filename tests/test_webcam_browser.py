@@ -34,8 +34,12 @@ def server():
     pytest.importorskip("rapidocr_onnxruntime", reason="slide text needs the [ocr] extra (RapidOCR)")
     os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "2"
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from apps.cli import launch
     from apps.config import load_settings
+
+    try:  # the app's entry point since issue 14 (as tests/test_app_e2e.py uses it); before it, apps.cli
+        from apps.launch import launch
+    except ImportError:
+        from apps.cli import launch
 
     settings = load_settings(None, [*CAPS, "video.ocr=on"])
     for attempt in range(3):  # Gradio's 3 s localhost probe can miss on a loaded machine (ENVIRONMENT.md)
