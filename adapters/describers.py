@@ -1,10 +1,13 @@
 """Describers turn one time window of video frames into the text the streaming policy reads.
 
-The policy only reads text, so a describer is where video becomes language. ``stats`` (the default) is
-weight-free and fast enough for live video on 2 CPU cores: scene cuts, motion, brightness, the background colour
-and salient colour blobs (named colour, coarse shape, 3x3 position), tracked across windows so that it reports what
-appeared, disappeared or moved, and returns "" (no chunk) when nothing changed. ``caption`` plugs in any Hugging
-Face captioner or vision-language model by id or local directory. Register more with :func:`register_describer`.
+The policy only reads text, so a describer is where video becomes language. ``stats`` (the default) says only
+what it measured and is fast enough for live video on 2 CPU cores: scene cuts, motion (how much, where),
+brightness and dominant colours on any footage; colour shapes (named colour, coarse shape, 3x3 position, tracked
+across windows: appeared, disappeared, moved) only while the picture is synthetic-like (flat colour regions with
+hard edges), since on camera footage blob "shapes" are noise; faces and on-screen text when the ``[ocr]`` extra is
+installed (:mod:`.faces`, :mod:`.ocr`). It returns "" (no chunk) when nothing changed. ``caption`` plugs in any
+Hugging Face captioner or vision-language model by id or local directory. Register more with
+:func:`register_describer`. See docs/video.md.
 """
 
 from __future__ import annotations
