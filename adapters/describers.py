@@ -205,13 +205,13 @@ def classify_shape(fill: float, aspect: float, widest_row: float, widest_col: fl
 
 
 def find_blobs(frame: np.ndarray, background: int, min_area: float = 0.002, max_runs: int = 8000,
-               max_blobs: int = 12) -> list[Blob]:
+               max_blobs: int = 12, labels: np.ndarray | None = None) -> list[Blob]:
     """Solid single-colour regions that are not the background colour, largest first.
 
     Pixels unlike any of their 4 neighbours are dropped first, which removes the thin halo of in-between
     colours that compression leaves around edges (red on white gives a pink rim).
     """
-    lab = colour_labels(frame)
+    lab = colour_labels(frame) if labels is None else labels  # ``labels``: the caller's colour_labels(frame)
     h, w = lab.shape
     solid = np.full_like(lab, -1)
     core = lab[1:-1, 1:-1]
@@ -416,7 +416,7 @@ class StatsDescriber:
         lab = colour_labels(f)
         bg = int(np.bincount(lab.ravel(), minlength=len(COLOURS)).argmax())
         small = luma(f[::4, ::4])
-        blobs = find_blobs(f, bg, self.min_area) if synthetic else []
+        blobs = find_blobs(f, bg, self.min_area, labels=lab) if synthetic else []
         return FrameStats(COLOURS[bg], float(small.mean()), small, blobs)
 
     def _mode(self, frames: np.ndarray, fresh: bool) -> tuple[bool, float]:
