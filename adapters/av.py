@@ -20,7 +20,7 @@ from adasr_mm.chunks import TimedChunk
 
 from .asr import SR, ASRConfig
 from .audio import AudioAdapterConfig, AudioStream
-from .video import VideoConfig, VideoStream, describer_from_config
+from .video import VideoConfig, VideoStream, describer_from_config, file_frames
 
 #: Longest a visual chunk waits for the ASR: a late speech commit may then arrive after it (out of start order).
 MAX_HOLD_S = 4.0
@@ -68,7 +68,6 @@ class AVSource:
 
     def __iter__(self) -> Iterator[TimedChunk]:
         from .audio_io import iter_audio_blocks
-        from .video_io import iter_frames
 
         clock = self.clock
         timed = clock is not None and clock.media_timed
@@ -87,14 +86,14 @@ class AVSource:
                 yield t, "a", block
 
         def video_items() -> Iterator[tuple[float, str, Any]]:
-            frames = iter_frames(self.path, vcfg.fps, vcfg.max_side, backend=vcfg.backend)
+            frames = file_frames(self.path, vcfg, describer)  # denser than fps when the describer times cuts
             while True:
                 t0 = time.perf_counter()
                 item = next(frames, None)
                 video.stats.decode_s += time.perf_counter() - t0
                 if item is None:
                     return
-                yield item[0], "v", item[1]
+                yield item[0], "v", item[1:]
 
         held: list[tuple[float, int, TimedChunk]] = []  # visual chunks waiting for the audio watermark
         seq = 0
@@ -109,7 +108,7 @@ class AVSource:
             else:
                 speech = []
                 last_v = t
-                for c in video.push(payload, t):
+                for c in video.push(payload[0], t, describe=payload[1]):
                     heapq.heappush(held, (c.start, seq, c))
                     seq += 1
             for c in speech:  # audio chunks arrive in start order; visual ones that began earlier go first

@@ -1,10 +1,13 @@
 """Describers turn one time window of video frames into the text the streaming policy reads.
 
-The policy only reads text, so a describer is where video becomes language. ``stats`` (the default) is
-weight-free and fast enough for live video on 2 CPU cores: scene cuts, motion, brightness, the background colour
-and salient colour blobs (named colour, coarse shape, 3x3 position), tracked across windows so that it reports what
-appeared, disappeared or moved, and returns "" (no chunk) when nothing changed. ``caption`` plugs in any Hugging
-Face captioner or vision-language model by id or local directory. Register more with :func:`register_describer`.
+The policy only reads text, so a describer is where video becomes language. ``stats`` (the default) says only
+what it measured and is fast enough for live video on 2 CPU cores: scene cuts, motion (how much, where),
+brightness and dominant colours on any footage; colour shapes (named colour, coarse shape, 3x3 position, tracked
+across windows: appeared, disappeared, moved) only while the picture is synthetic-like (flat colour regions with
+hard edges), since on camera footage blob "shapes" are noise; faces and on-screen text when the ``[ocr]`` extra is
+installed (:mod:`.faces`, :mod:`.ocr`). It returns "" (no chunk) when nothing changed. ``caption`` plugs in any
+Hugging Face captioner or vision-language model by id or local directory. Register more with
+:func:`register_describer`. See docs/video.md.
 """
 
 from __future__ import annotations
@@ -13,11 +16,27 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from adasr_mm.errors import ModelLoadError
+
+from .faces import FaceDetector, FaceTracker, faces_available, faces_sentence
+from .ocr import TextTracker, ocr_available, text_sentence
+from .scene import (
+    CutDetector,
+    MotionLevel,
+    and_list,
+    dominant_colours,
+    flatness,
+    grid_energy,
+    light_word,
+    luma,
+    thumb,
+    where_phrase,
+)
 
 
 @runtime_checkable
@@ -186,13 +205,13 @@ def classify_shape(fill: float, aspect: float, widest_row: float, widest_col: fl
 
 
 def find_blobs(frame: np.ndarray, background: int, min_area: float = 0.002, max_runs: int = 8000,
-               max_blobs: int = 12) -> list[Blob]:
+               max_blobs: int = 12, labels: np.ndarray | None = None) -> list[Blob]:
     """Solid single-colour regions that are not the background colour, largest first.
 
     Pixels unlike any of their 4 neighbours are dropped first, which removes the thin halo of in-between
     colours that compression leaves around edges (red on white gives a pink rim).
     """
-    lab = colour_labels(frame)
+    lab = colour_labels(frame) if labels is None else labels  # ``labels``: the caller's colour_labels(frame)
     h, w = lab.shape
     solid = np.full_like(lab, -1)
     core = lab[1:-1, 1:-1]
@@ -293,7 +312,8 @@ class _Window:
     """What changed during one window."""
 
     first: bool
-    cut: bool = False
+    synthetic: bool = True
+    cuts: list[float] = field(default_factory=list)
     appeared: list[_Track] = field(default_factory=list)
     disappeared: list[_Track] = field(default_factory=list)
     moved: list[_Track] = field(default_factory=list)
@@ -301,7 +321,15 @@ class _Window:
     motion: str = "calm"
     light: str = "normal"
     motion_energy: float = 0.0  # mean absolute frame difference, 0..255
+    motion_cells: np.ndarray | None = None  # the same on a 3x3 grid
     brightness: float = 0.0  # mean luma of the last frame, 0..255
+    flatness: float = 1.0
+    news: list[str] = field(default_factory=list)  # faces and on-screen text sentences
+    text: list[str] = field(default_factory=list)  # new on-screen text lines
+
+    @property
+    def cut(self) -> bool:
+        return bool(self.cuts)
 
 
 @dataclass
@@ -310,27 +338,45 @@ class FrameStats:
 
     background: str
     brightness: float
-    hist: np.ndarray
     small: np.ndarray
     blobs: list[Blob]
 
 
+def _enabled(flag: bool | str, available: Callable[[], bool], what: str) -> bool:
+    """``auto``: on when the optional package is installed; ``on``/True: required; ``off``/False: never."""
+    if flag in ("auto", None):
+        return available()
+    if flag in (True, "on"):
+        return True
+    if flag in (False, "off"):
+        return False
+    raise ValueError(f"{what} must be auto, on or off, got {flag!r}")
+
+
 @register_describer("stats")
 class StatsDescriber:
-    """Weight-free describer: scene, motion, brightness and tracked colour blobs, as short factual sentences.
+    """Weight-free describer that says only what it measured, as short factual sentences.
 
-    A cluttered (natural) scene with more than ``max_objects`` regions, or more than ``max_events`` changes in
-    a window, is summarised as busy instead of listed object by object, so camera video does not flood the policy.
-    Thresholds: ``cut`` is the histogram distance (0..1) between consecutive frames that counts as a scene cut;
-    ``move`` the displacement (frame fractions) since the text last placed an object that counts as moving;
-    ``match`` the largest jump between frames that still counts as the same object. After each call,
-    ``last_stats`` holds the window's raw measurements (motion energy, brightness, cut, background, objects).
+    Every window: scene cuts (from every frame the stream shows it, see ``watch``), brightness, motion and where
+    it is, faces (OpenCV's bundled Haar cascade) and new on-screen text (RapidOCR), when those extras are
+    installed. Colour *shapes* are named only while the picture is synthetic-like (``flatness`` >= ``synthetic``:
+    flat colour regions with hard edges, as in rendered shape videos or slides); on camera footage the describer
+    reports the dominant colours instead, because blob shapes there are noise. Returns "" when nothing changed.
+    Thresholds: ``move`` the displacement (frame fractions) that counts as moving; ``match`` the largest jump
+    that is still the same object; ``cut`` the colour-histogram distance of a cut (with a pixel change, see
+    :class:`~adasr_mm.adapters.scene.CutDetector`). After each call ``last_stats`` holds the raw measurements.
     """
 
-    def __init__(self, cut: float = 0.5, move: float = 0.04, match: float = 0.25, min_area: float = 0.003,
-                 max_side: int = 400, max_objects: int = 8, max_events: int = 6) -> None:
-        self.cut, self.move, self.match, self.min_area, self.max_side = cut, move, match, min_area, max_side
-        self.max_objects, self.max_events = max_objects, max_events
+    def __init__(self, cut: float = 0.2, move: float = 0.04, match: float = 0.25, min_area: float = 0.003,
+                 max_side: int = 400, max_objects: int = 8, max_events: int = 6, synthetic: float = 0.9,
+                 ocr: bool | str = "auto", faces: bool | str = "auto", ocr_every_s: float = 2.0,
+                 ocr_threads: int = 0) -> None:
+        self.move, self.match, self.min_area, self.max_side = move, match, min_area, max_side
+        self.max_objects, self.max_events, self.synthetic = max_objects, max_events, synthetic
+        self.cuts = CutDetector(hist=cut)
+        self.faces = FaceTracker(FaceDetector()) if _enabled(faces, faces_available, "faces") else None
+        self.text = (TextTracker(_text_reader(ocr_threads), every_s=ocr_every_s)
+                     if _enabled(ocr, ocr_available, "ocr") else None)
         self.reset()
 
     def reset(self) -> None:
@@ -341,20 +387,55 @@ class StatsDescriber:
         self._levels: tuple[str, str] | None = None
         self._background: str | None = None
         self._busy = False
+        self._synthetic = True
+        self._motion = MotionLevel()
+        self._where = ""
+        self._windows_natural = 0
+        self._said_brightness = 0.0
+        self._watched = False
+        self._pending: list[float] = []
+        self._latest: np.ndarray | None = None
+        self.cuts.reset()
+        for part in (self.faces, self.text):
+            if part is not None:
+                part.reset()
         self.last_stats: dict[str, Any] = {}
 
+    def watch(self, frame: np.ndarray, t: float) -> None:
+        """See one frame of the stream (the adapter calls this for every decoded frame, at ``cut_fps``, which can
+        be denser than the frames of a window): a cut is timed by the first frame after it."""
+        self._watched = True
+        self._latest = frame
+        if self.cuts.observe(frame):
+            self._pending.append(round(float(t), 3))
+
     # -- per frame
-    def _frame(self, frame: np.ndarray) -> FrameStats:
+    def _frame(self, frame: np.ndarray, synthetic: bool) -> FrameStats:
         step = max(1, math.ceil(max(frame.shape[:2]) / self.max_side))
         f = frame[::step, ::step] if step > 1 else frame
         lab = colour_labels(f)
-        counts = np.bincount(lab.ravel(), minlength=len(COLOURS))
-        bg = int(counts.argmax())
-        q = (f[::2, ::2] >> 6).astype(np.int32)
-        hist = np.bincount((q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]).ravel(), minlength=64) / q[..., 0].size
-        small = f[::4, ::4].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        blobs = find_blobs(f, bg, self.min_area)
-        return FrameStats(COLOURS[bg], float(small.mean()), hist, small, blobs)
+        bg = int(np.bincount(lab.ravel(), minlength=len(COLOURS)).argmax())
+        small = luma(f[::4, ::4])
+        blobs = find_blobs(f, bg, self.min_area, labels=lab) if synthetic else []
+        return FrameStats(COLOURS[bg], float(small.mean()), small, blobs)
+
+    def _mode(self, frames: np.ndarray, fresh: bool) -> tuple[bool, float]:
+        """Synthetic-like or camera footage, by mean flatness, with hysteresis within a shot."""
+        flat = float(np.mean([flatness(thumb(f, 200)) for f in frames]))
+        leave = self._synthetic and flat < self.synthetic - 0.05
+        enter = not self._synthetic and flat >= self.synthetic
+        if fresh or leave or enter:
+            self._synthetic = flat >= self.synthetic
+        return self._synthetic, flat
+
+    def _cut_times(self, frames: np.ndarray, timestamps: list[float]) -> list[float]:
+        """The cuts of this window: from ``watch`` (the stream's denser frames), else from these frames."""
+        if not self._watched:
+            for f, t in zip(frames, timestamps, strict=True):
+                if self.cuts.observe(f):
+                    self._pending.append(round(float(t), 3))
+        cuts, self._pending = self._pending, []
+        return cuts
 
     def _match(self, blobs: list[Blob]) -> tuple[list[_Track], list[_Track]]:
         """Assign blobs to tracks (same colour; same shape preferred; near the predicted position)."""
@@ -389,44 +470,100 @@ class StatsDescriber:
         return born, gone
 
     # -- per window
-    def _observe(self, frames: np.ndarray) -> _Window:
-        """Run the frames through the tracker and collect what changed in this window."""
+    def _observe(self, frames: np.ndarray, timestamps: list[float]) -> _Window:
+        """Run the frames through the cut detector, the tracker, faces and OCR; collect what changed."""
         for t in self._tracks:
             t.new = False
-        w = _Window(first=self._windows == 0)
+        w = _Window(first=self._windows == 0, cuts=self._cut_times(frames, timestamps))
         self._windows += 1
+        w.synthetic, w.flatness = self._mode(frames, w.first or w.cut)
         motion: list[float] = []
+        cells = np.zeros((3, 3))
         fs = self._prev
-        for frame in frames:
-            fs = self._frame(frame)
-            if self._prev is not None:
-                same = fs.small.shape == self._prev.small.shape
-                motion.append(float(np.abs(fs.small - self._prev.small).mean()) if same else 255.0)
-                if not same or 0.5 * float(np.abs(fs.hist - self._prev.hist).sum()) > self.cut:
-                    w.cut = True
-                    self._tracks = []  # a new shot: everything in it is new
-                    w.appeared, w.disappeared = [], []
+        cuts = list(w.cuts)
+        faces_before = self.faces.count if self.faces is not None else 0
+        for frame, ts in zip(frames, timestamps, strict=True):
+            fs = self._frame(frame, w.synthetic)
+            if cuts and cuts[0] <= ts + 1e-6:  # a new shot: everything in it is new
+                cuts = []
+                self._tracks, w.appeared, w.disappeared = [], [], []
+            elif self._prev is not None and fs.small.shape == self._prev.small.shape:
+                diff = np.abs(fs.small - self._prev.small)
+                motion.append(float(diff.mean()))
+                cells += grid_energy(diff)
             born, gone = self._match(fs.blobs)
             w.appeared += born
             w.disappeared += gone  # includes shapes that flashed up within this window: both are reported
             self._prev = fs
+            if self.faces is not None:
+                self.faces.observe(frame)
+        if cuts:  # the cut came after this window's last frame: the next window starts a new shot
+            self._tracks = []
         assert fs is not None
         w.moved = [t for t in self._tracks if not t.new and math.hypot(t.x - t.x_said, t.y - t.y_said) > self.move]
         w.background, w.brightness = fs.background, fs.brightness
         w.motion_energy = float(np.mean(motion)) if motion else 0.0
+        w.motion_cells = cells
         w.motion = "strong" if w.motion_energy > 15 else "calm"
         w.light = "dark" if fs.brightness < 50 else "normal"
+        if self.faces is not None and self.faces.count != faces_before:
+            w.news.append(faces_sentence(faces_before, self.faces.faces))
+        self._read_text(frames[-1], fs.small, timestamps[-1], w)
         return w
+
+    def _read_text(self, frame: np.ndarray, small: np.ndarray, t: float, w: _Window) -> None:
+        if self.text is not None and self.text.due(small, t, w.cut):
+            w.text = self.text.observe(frame, small, t)
+            if w.text:
+                w.news.append(text_sentence(w.text))
 
     def describe(self, frames: np.ndarray, timestamps: list[float]) -> str:
         frames = _as_window(frames)
-        w = self._observe(frames)
+        if len(timestamps) != len(frames):
+            raise ValueError(f"got {len(frames)} frames but {len(timestamps)} timestamps")
+        w = self._observe(frames, [float(t) for t in timestamps])
         self.last_stats = {"motion": round(w.motion_energy, 2), "brightness": round(w.brightness, 1),
-                           "scene_cut": w.cut, "background": w.background, "objects": len(self._tracks)}
+                           "scene_cut": w.cut, "cuts": w.cuts, "background": w.background,
+                           "objects": len(self._tracks), "synthetic": w.synthetic,
+                           "flatness": round(w.flatness, 3),
+                           "faces": self.faces.count if self.faces is not None else None, "text": w.text}
+        parts = self._synthetic_parts(w) if w.synthetic else self._natural_parts(w, frames[-1])
+        return " ".join(parts + w.news)
+
+    def _natural_parts(self, w: _Window, last: np.ndarray) -> list[str]:
+        """Camera footage: cuts, light, motion and where it is, dominant colours; no shapes."""
+        parts: list[str] = []
+        level_before = self._motion.level
+        level = self._motion.update(w.motion_energy)
+        assert w.motion_cells is not None
+        where = where_phrase(w.motion_cells) if level else ""
+        if w.first or w.cut or self._background is not None:  # a new shot, or synthetic mode just ended
+            frame = self._latest if self._watched and self._latest is not None else last
+            parts.append(self._scene_sentence(w, frame))
+            self._said_brightness = w.brightness
+        elif abs(w.brightness - self._said_brightness) > 35:
+            parts.append("It got darker." if w.brightness < self._said_brightness else "It got brighter.")
+            self._said_brightness = w.brightness
+        if level != level_before or (level and where != self._where):
+            parts.append(("The picture is still.", f"Some motion {where}.", f"Strong motion {where}.")[level])
+        self._where = where
+        self._levels, self._background, self._busy = None, None, False  # synthetic mode starts afresh
+        return parts
+
+    def _scene_sentence(self, w: _Window, frame: np.ndarray) -> str:
+        f = thumb(frame, 160)
+        colours = dominant_colours(colour_labels(f), COLOURS)
+        light = light_word(float(luma(f).mean()))
+        head = "New scene" if w.cut and not w.first else "Scene"
+        return f"{head}: {light + ', ' if light else ''}mostly {and_list(colours)}."
+
+    def _synthetic_parts(self, w: _Window) -> list[str]:
+        """Rendered shapes or slides: the background and tracked colour shapes, as the shapes happen."""
         motion_changed = self._levels is not None and w.motion != self._levels[0]
         light_changed = self._levels is not None and w.light != self._levels[1]
         bg_changed = w.background != self._background
         self._levels, self._background = (w.motion, w.light), w.background
+        self._motion.level, self._where = 0, ""  # camera mode starts afresh if it comes back
         n_events = len(w.appeared) + len(w.disappeared) + len(w.moved)
         was_busy = self._busy
         self._busy = busy = len(self._tracks) > self.max_objects or n_events > self.max_events
@@ -436,36 +573,50 @@ class StatsDescriber:
         else:
             news = n_events > 0 or was_busy
         if not (w.first or w.cut or bg_changed or motion_changed or light_changed or news):
-            return ""
+            return []
         parts: list[str] = []
         if w.first or w.cut or bg_changed:
             dark = "dark, " if w.light == "dark" else ""
             parts.append(f"{'New scene' if w.cut and not w.first else 'Scene'}: {dark}{w.background} background.")
         elif light_changed:
             parts.append("The scene got dark." if w.light == "dark" else "The scene got brighter.")
-        for t in w.appeared:
-            parts.append(f"{_article(t.kind).capitalize()} appeared {grid_phrase(t.x_said, t.y_said)}.")
-        for t in w.disappeared:
-            parts.append(f"The {t.kind} {grid_phrase(t.x, t.y)} disappeared.")
-        for t in w.moved:
-            where = grid_phrase(t.x, t.y)
-            parts.append(f"The {t.kind} moved {_direction(t.x - t.x_said, t.y - t.y_said)} (now {where}).")
-            t.x_said, t.y_said = t.x, t.y
+        parts += self._shape_events(w)
         if w.motion == "strong":
             parts.append("Strong motion.")
         elif motion_changed:
             parts.append("The motion calmed down.")
+        parts += self._visible(w, busy)
+        return parts
+
+    def _shape_events(self, w: _Window) -> list[str]:
+        parts = [f"{_article(t.kind).capitalize()} appeared {grid_phrase(t.x_said, t.y_said)}." for t in w.appeared]
+        parts += [f"The {t.kind} {grid_phrase(t.x, t.y)} disappeared." for t in w.disappeared]
+        for t in w.moved:
+            where = grid_phrase(t.x, t.y)
+            parts.append(f"The {t.kind} moved {_direction(t.x - t.x_said, t.y - t.y_said)} (now {where}).")
+            t.x_said, t.y_said = t.x, t.y
+        return parts
+
+    def _visible(self, w: _Window, busy: bool) -> list[str]:
         visible = Counter(t.kind for t in sorted(self._tracks, key=lambda t: t.id))
         if busy:
             top = [c for c, _ in Counter(t.colour for t in self._tracks).most_common(3)]
             mostly = f" (mostly {', '.join(top[:-1])} and {top[-1]})" if len(top) > 1 else \
                 f" (mostly {top[0]})" if top else ""
-            parts.append(f"A busy scene with many coloured regions{mostly}.")
-        elif visible:
-            parts.append("Visible: " + ", ".join(_plural(n, k) for k, n in visible.items()) + ".")
-        elif w.disappeared or w.first or w.cut:
-            parts.append("No distinct shapes are visible.")
-        return " ".join(parts)
+            return [f"A busy scene with many coloured regions{mostly}."]
+        if visible:
+            return ["Visible: " + ", ".join(_plural(n, k) for k, n in visible.items()) + "."]
+        if w.disappeared or w.first or w.cut:
+            return ["No distinct shapes are visible."]
+        return []
+
+
+@lru_cache(maxsize=4)
+def _text_reader(threads: int) -> Any:
+    """One OCR engine per process (loading the ONNX sessions takes ~1 s)."""
+    from .ocr import TextReader
+
+    return TextReader(threads=threads)
 
 
 # ---------------------------------------------------------------------------------------------------- caption

@@ -268,5 +268,88 @@ def render_scene(scene: Scene, path: str | Path, size: tuple[int, int] = (320, 2
     return path
 
 
-__all__ = ["PALETTE", "SHAPES", "Scene", "ShapeEvent", "draw_frame", "random_scene", "render_scene",
-           "scene_questions"]
+# ---------------------------------------------------------------------------------------------------- slides
+
+
+@dataclass
+class Slide:
+    """Lines of text shown from ``start`` to ``end`` (s), dark on a light background (a lecture slide)."""
+
+    start: float
+    end: float
+    lines: list[str]
+
+
+def draw_slide(lines: list[str], size: tuple[int, int] = (640, 360), text_px: int = 0,
+               background: tuple[int, int, int] = (245, 245, 240), ink: tuple[int, int, int] = (20, 20, 60)
+               ) -> np.ndarray:
+    """One slide as RGB uint8: the lines left-aligned, spread over the frame. ``text_px``: glyph height
+    (default: a tenth of the frame height). Uses Pillow's bundled font, so it renders the same everywhere."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    w, h = size
+    px = text_px or max(10, h // 10)
+    font = ImageFont.load_default(size=px)
+    img = Image.new("RGB", (w, h), background)
+    draw = ImageDraw.Draw(img)
+    step = int(px * 1.8)
+    y = max(px // 2, (h - step * len(lines)) // 2)
+    for line in lines:
+        draw.text((w // 12, y), line, font=font, fill=ink)
+        y += step
+    return np.asarray(img)
+
+
+def render_slides(slides: list[Slide], path: str | Path, size: tuple[int, int] = (640, 360), fps: int = 10,
+                  crf: int = 23) -> Path:
+    """An H.264 mp4 of ``slides`` (a blank slide where none is shown), through PyAV; returns the path."""
+    import av
+
+    w, h = size
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duration = max(s.end for s in slides)
+    cache: dict[int, Any] = {}
+    with av.open(str(path), mode="w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"crf": str(crf), "preset": "veryfast"}
+        for i in range(int(round(duration * fps))):
+            t = i / fps
+            k = next((j for j, s in enumerate(slides) if s.start <= t < s.end), -1)
+            if k not in cache:
+                cache[k] = av.VideoFrame.from_ndarray(draw_slide(slides[k].lines if k >= 0 else [], size),
+                                                      format="rgb24")
+            frame = cache[k]
+            frame.pts = i
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    return path
+
+
+def write_y4m(frames: list[np.ndarray], path: str | Path, fps: int = 30) -> Path:
+    """Frames (RGB uint8, even sizes) as an uncompressed YUV4MPEG2 4:2:0 file, e.g. for Chromium's fake camera
+    (``--use-file-for-fake-video-capture``). BT.601 limited range, as Chromium expects."""
+    h, w = frames[0].shape[:2]
+    if w % 2 or h % 2:
+        raise ValueError(f"y4m 4:2:0 needs even sizes, got {w}x{h}")
+    path = Path(path)
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for rgb in frames:
+            x = rgb.astype(np.float32)
+            r, g, b = x[..., 0], x[..., 1], x[..., 2]
+            y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+            u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+            v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+            sub = [c.reshape(h // 2, 2, w // 2, 2).mean((1, 3)) for c in (u, v)]
+            f.write(b"FRAME\n")
+            for plane in (y, *sub):
+                f.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())
+    return path
+
+
+__all__ = ["PALETTE", "SHAPES", "Scene", "ShapeEvent", "Slide", "draw_frame", "draw_slide", "random_scene",
+           "render_scene", "render_slides", "scene_questions", "write_y4m"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,12 @@ class VideoConfig:
     keep_frames: bool = field(default=True, metadata={"help": "attach each window's frames to its chunk"})
     max_duration_s: float = field(default=0.0, metadata={"help": "stop reading files after this long (0 = all)"})
     backend: str = field(default="auto", metadata={"help": "file decoder: auto (decord, else PyAV), decord, pyav"})
+    cut_fps: float = field(default=10.0, metadata={"help": "frames per second the scene-cut detector sees in files "
+                                                   "(0 = only the fps frames)"})
+    ocr: str = field(default="auto", metadata={"help": "on-screen text with RapidOCR: auto (if installed), on, off"})
+    ocr_every_s: float = field(default=2.0, metadata={"help": "read text at most this often (s of media), and only "
+                                                      "when the picture changed"})
+    faces: str = field(default="auto", metadata={"help": "faces with OpenCV's Haar cascade: auto, on, off"})
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.fps) and 0 < self.fps <= 60):
@@ -57,6 +63,19 @@ class VideoConfig:
             raise ValueError(f"max_duration_s must be >= 0, got {self.max_duration_s}")
         if self.backend not in ("auto", "decord", "pyav"):
             raise ValueError(f"backend must be auto, decord or pyav, got {self.backend!r}")
+        if not (math.isfinite(self.cut_fps) and 0 <= self.cut_fps <= 60):
+            raise ValueError(f"cut_fps must be in [0, 60], got {self.cut_fps}")
+        if not (math.isfinite(self.ocr_every_s) and self.ocr_every_s >= 0):
+            raise ValueError(f"ocr_every_s must be >= 0, got {self.ocr_every_s}")
+        for name in ("ocr", "faces"):
+            if getattr(self, name) not in ("auto", "on", "off"):
+                raise ValueError(f"{name} must be auto, on or off, got {getattr(self, name)!r}")
+
+    @property
+    def decode_fps(self) -> float:
+        """The file sampling rate: ``fps`` times the smallest integer that reaches ``cut_fps``, so the describer's
+        frames are a subset of the decoded ones."""
+        return self.fps * max(1, math.ceil(self.cut_fps / self.fps - 1e-9))
 
 
 def describer_from_config(config: VideoConfig) -> Describer:
@@ -64,6 +83,8 @@ def describer_from_config(config: VideoConfig) -> Describer:
     if config.describer == "caption":
         return make_describer("caption", model=config.caption_model, device=config.caption_device,
                               dtype=config.caption_dtype)
+    if config.describer == "stats":
+        return make_describer("stats", ocr=config.ocr, faces=config.faces, ocr_every_s=config.ocr_every_s)
     return make_describer(config.describer)
 
 
@@ -120,7 +141,8 @@ def resize_max_side(frame: np.ndarray, max_side: int) -> np.ndarray:
 class VideoStreamStats:
     """Work done so far: frames in, windows described, chunks out, and where the time went."""
 
-    frames: int = 0
+    frames: int = 0  # frames described (at ``fps``)
+    watched: int = 0  # frames only the cut detector saw (the denser ``cut_fps`` frames of files)
     windows: int = 0
     chunks: int = 0
     decode_s: float = 0.0  # decoding / converting / resizing frames
@@ -131,12 +153,13 @@ class VideoStreamStats:
         compute = self.decode_s + self.describe_s
         return {
             "video_frames": self.frames,
+            "video_frames_watched": self.watched,
             "video_windows": self.windows,
             "video_chunks": self.chunks,
             "video_decode_s": self.decode_s,
             "video_describe_s": self.describe_s,
             "video_media_s": self.media_s,
-            "video_fps_processed": self.frames / compute if compute > 0 else 0.0,
+            "video_fps_processed": (self.frames + self.watched) / compute if compute > 0 else 0.0,
             "video_rtf": compute / self.media_s if self.media_s > 0 else 0.0,
         }
 
@@ -159,13 +182,16 @@ class VideoStream:
         self._frames: list[np.ndarray] = []
         self._times: list[float] = []
         self._last_t = -math.inf
+        self._shape: tuple[int, ...] | None = None
         self._n = 0
 
     def _window_of(self, t: float) -> int:
         return int(math.floor(t / self.config.window_s + 1e-9))
 
-    def push(self, frame: Any, t: float) -> Iterator[TimedChunk]:
-        """Add the frame shown at media time ``t`` (s); returns the chunks of the windows this completes."""
+    def push(self, frame: Any, t: float, describe: bool = True) -> Iterator[TimedChunk]:
+        """Add the frame shown at media time ``t`` (s); returns the chunks of the windows this completes.
+        ``describe=False``: a frame only the describer's ``watch`` (the scene-cut detector) sees, not one of the
+        window's frames (files are decoded at ``cut_fps``, denser than ``fps``)."""
         t = float(t)
         if not (math.isfinite(t) and t >= 0):
             raise ValueError(f"frame time must be a finite number >= 0, got {t}")
@@ -173,20 +199,29 @@ class VideoStream:
             raise ValueError(f"frame times must not decrease: got {t:.3f} s after {self._last_t:.3f} s")
         t0 = time.perf_counter()
         img = resize_max_side(to_rgb_uint8(frame), self.config.max_side)
-        if self._frames and img.shape != self._frames[0].shape:  # the source changed resolution
+        if self._shape is not None and img.shape != self._shape:  # the source changed resolution
             from PIL import Image
 
-            h, w = self._frames[0].shape[:2]
+            h, w = self._shape[:2]
             img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+        self._shape = img.shape
         self.stats.decode_s += time.perf_counter() - t0
         out: list[TimedChunk] = []
         k = self._window_of(t)
         if self._win is not None and k != self._win:
             out += self._close(end=(self._win + 1) * self.config.window_s, now=t)
         self._win = k
+        watch = getattr(self.describer, "watch", None)
+        if callable(watch):  # after closing the last window: a cut just before this frame belongs to this one
+            t0 = time.perf_counter()
+            watch(img, t)
+            self.stats.describe_s += time.perf_counter() - t0
+        self._last_t = t
+        if not describe:
+            self.stats.watched += 1
+            return iter(out)
         self._frames.append(img)
         self._times.append(t)
-        self._last_t = t
         self.stats.frames += 1
         return iter(out)
 
@@ -202,6 +237,9 @@ class VideoStream:
 
     def _close(self, end: float, now: float) -> list[TimedChunk]:
         start = self._win * self.config.window_s if self._win is not None else 0.0
+        if not self._frames:  # only watched frames fell into this window
+            self._win = None
+            return []
         frames = np.stack(self._frames)
         times = self._times
         self._frames, self._times = [], []
@@ -223,6 +261,25 @@ class VideoStream:
         self._n += 1
         self.stats.chunks += 1
         return [chunk]
+
+
+def file_frames(path: str | Path, config: VideoConfig, describer: Any
+                ) -> Generator[tuple[float, np.ndarray, bool], None, None]:
+    """(time, frame, described?) from a file: at ``decode_fps`` when the describer watches every frame (for
+    cuts), else at ``fps``; the first frame at or after each k / fps is a described one."""
+    from .video_io import iter_frames
+
+    dense = callable(getattr(describer, "watch", None))
+    frames = iter_frames(path, config.decode_fps if dense else config.fps, config.max_side, backend=config.backend)
+    next_k = 0
+    try:
+        for t, frame in frames:
+            on_grid = t >= next_k / config.fps - 1e-4
+            if on_grid:
+                next_k = math.floor((t + 1e-4) * config.fps) + 1
+            yield t, frame, on_grid
+    finally:
+        frames.close()  # type: ignore[attr-defined]
 
 
 class VideoSource:
@@ -263,8 +320,6 @@ class VideoSource:
             yield c
 
     def __iter__(self) -> Iterator[TimedChunk]:
-        from .video_io import iter_frames
-
         cfg = self.config
         reset = getattr(self.describer, "reset", None)
         if callable(reset):
@@ -273,7 +328,7 @@ class VideoSource:
         self.stream = stream = VideoStream(self.describer, cfg, source=self.path,
                                            now=self.clock.now if timed else None)
         limit = cfg.max_duration_s or math.inf
-        frames = iter_frames(self.path, cfg.fps, cfg.max_side, backend=cfg.backend)
+        frames = file_frames(self.path, cfg, self.describer)
         last_t = -1.0
         while True:
             t0 = time.perf_counter()
@@ -281,12 +336,12 @@ class VideoSource:
             stream.stats.decode_s += time.perf_counter() - t0
             if item is None:
                 break
-            t, frame = item
+            t, frame, describe = item
             if t >= limit:
-                frames.close()  # type: ignore[attr-defined]
+                frames.close()
                 break
             last_t = t
-            yield from self._release(stream.push(frame, t))
+            yield from self._release(stream.push(frame, t, describe=describe))
         interval = 1.0 / (self.info.fps or cfg.fps)
         end = max(self.duration or 0.0, min(last_t + interval, limit))
         if cfg.max_duration_s:
@@ -296,4 +351,4 @@ class VideoSource:
 
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoConfig", "VideoSource", "VideoStream", "VideoStreamStats",
-           "describer_from_config", "resize_max_side", "to_rgb_uint8"]
+           "describer_from_config", "file_frames", "resize_max_side", "to_rgb_uint8"]

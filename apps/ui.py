@@ -112,8 +112,10 @@ def build_app(engine: Engine) -> gr.Blocks:
                 with gr.Row():
                     mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone",
                                    elem_id="mic")
+                    # unmirrored: Gradio mirrors the frames it sends along with the preview, and the describer
+                    # should see the world (and on-screen text) as it is
                     cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam",
-                                   elem_id="cam")
+                                   elem_id="cam", webcam_options=gr.WebcamOptions(mirror=False))
                 stop = gr.Button("Stop and answer", variant="primary", elem_id="stop")
             with gr.Tab("File", id="file", elem_id="tab-file"):
                 upload = gr.File(label="Audio, video or text file", file_types=UPLOAD_TYPES, type="filepath",
