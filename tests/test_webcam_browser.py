@@ -35,7 +35,6 @@ def server():
     os.environ["GRADIO_HEARTBEAT_INTERVAL"] = "2"
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from apps.config import load_settings
-
     from apps.launch import launch
 
     settings = load_settings(None, [*CAPS, "video.ocr=on"])
