@@ -139,7 +139,7 @@ def test_live_microphone_shows_chunks_thoughts_and_answer(server, media, playwri
         trace = page.inner_text("#trace").lower()
         heard = [w for w in ("tom", "apple", "basket", "sunny", "warm", "today") if w in trace]
         assert len(heard) >= 4, f"Whisper did not hear the fake microphone's speech: {trace}"
-        assert page.locator("#trace .thought, #trace .skip").count() >= 2
+        assert page.locator("#trace .thought, #trace .skip").count() >= 1  # chunks read together share one
         assert page.inner_text("#answer .answer-value").strip()
         assert "after the stream ended" in page.inner_text("#answer")
         assert "chunks" in page.inner_text("#metrics")
@@ -148,7 +148,10 @@ def test_live_microphone_shows_chunks_thoughts_and_answer(server, media, playwri
         assert types[-3:] == ["deep", "answer", "summary"]
         chunks = [e for e in events if e["type"] == "chunk"]
         assert len(chunks) >= 2 and all(c["chunk"]["modality"] == "audio" for c in chunks)
-        assert types.count("thought") + types.count("skip") == len(chunks)
+        # each chunk answered by a thought/skip (covering the chunks read with it) or read at the end of the stream
+        covered = sum(e.get("group", 1) for e in events if e["type"] in ("thought", "skip"))
+        last = max((i for i, t in enumerate(types) if t in ("thought", "skip")), default=-1)
+        assert covered + types[last + 1 :].count("chunk") == len(chunks)
         assert events[-1]["question"] == "How many apples does Tom have now?" and events[-1]["asr_words"] >= 8
     finally:
         browser.close()
