@@ -24,7 +24,7 @@ forced skips (rows read their chunks as fast as they decode, as a rollout with t
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ import torch
 from .chunks import TimedChunk
 from .errors import InputError
 from .events import AnswerEvent, ChunkEvent, DeepEvent, Event, SkipEvent, ThoughtEvent
-from .policy import Generation, PolicyState, StreamingPolicy
+from .policy import Generation, PolicyState, StreamingPolicy, TokenGuide
 from .protocol import extract_answer
 from .session import SessionConfig, SessionResult, session_result
 
@@ -403,12 +403,14 @@ def _account(st: PolicyState, logits: torch.Tensor) -> None:
 
 
 def run_batched(policy: StreamingPolicy, jobs: Sequence[tuple[str, Sequence[TimedChunk], int | None]],
-                config: BatchConfig | None = None, progress: bool = False) -> list[SessionResult]:
+                config: BatchConfig | None = None, progress: bool = False,
+                guide_factory: Callable[[], TokenGuide] | None = None) -> list[SessionResult]:
     """Run streaming sessions batched; ``jobs`` are (question, chunks, seed), results come back in job order.
 
     Consecutive jobs with the same question and chunks (the G rollouts of one stream, as TRL lists them) form one
     group that prefills its prompt once. Each result is what ``Session`` over those chunks would return with that
     seed (same trace, masks, phases, log-probs and counters), so ``rollout_from_result`` takes it unchanged.
+    ``guide_factory`` gives every row its own token guide (as ``StreamingRollout.guide_factory`` does).
     """
     engine = BatchEngine(policy, config, SessionConfig(max_lag_s=0.0))
     rows: list[BatchRow] = []
@@ -420,6 +422,9 @@ def run_batched(policy: StreamingPolicy, jobs: Sequence[tuple[str, Sequence[Time
             j += 1
         rows.extend(engine.add(q, chunks, [s for _, _, s in jobs[i:j]]))
         i = j
+    if guide_factory is not None:
+        for r in rows:
+            r.state.guide = guide_factory()
     model = policy.model
     was_training = model.training
     model.eval()
