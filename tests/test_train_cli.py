@@ -192,7 +192,7 @@ def test_teacher_with_another_tokenizer_is_a_clean_error(tiny_dir, embedded_dir,
 @pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "configs" / "train").glob("*.yaml")))
 def test_every_train_preset_loads_and_validates(preset):
     """The shipped presets are real configs: every key exists and every value passes its stage's checks."""
-    from adasr_mm.training.cli import load_train_config
+    from adasr_mm.training.config import load_train_config
 
     cfg = load_train_config(str(ROOT / "configs" / "train" / preset), [])
     assert cfg.train.stages and cfg.train.n_train >= 1

@@ -41,7 +41,7 @@ def evaluate(policy: str | None, samples: list[Any], cfg: Any, mode: str = "stre
 def evaluate_and_print(checkpoint: str, cfg: Any, n: int, out: Path | None = None, baseline: str | None = None,
                        modes: tuple[str, ...] = ("stream", "read-then-think"), with_baseline: bool = True
                        ) -> dict[str, Any]:
-    from .cli import load_run_samples
+    from .pipeline import load_run_samples
 
     samples = load_run_samples(cfg, "test", n)
     results: dict[str, Any] = {}

@@ -72,6 +72,10 @@ class StreamingRollout:
             from .data import check_answer as check
         self.check = check
 
+    def run_group(self, sample: Sample, seeds: list[int]) -> list[Rollout]:
+        """One rollout of ``sample`` per seed (a GRPO group); one session each, at batch size 1."""
+        return [self.run(sample, s) for s in seeds]
+
     def run(self, sample: Sample, seed: int) -> Rollout:
         if not sample.chunks:
             raise ValueError(f"sample {sample.id} has no chunks (run `adasr-mm prepare` for audio/video)")
