@@ -160,8 +160,9 @@ def objective(model, b):
 
 @pytest.mark.slow
 def test_two_real_rl_steps_on_the_bundled_model(tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
+    from adasr_mm.advantages import RewardBatch, get_advantage
     from adasr_mm.models import embedded_policy_dir
     from adasr_mm.policy import StreamingPolicy
 
@@ -170,21 +171,30 @@ def test_two_real_rl_steps_on_the_bundled_model(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
     policy = StreamingPolicy(model, tok)
     tr = make_trainer(policy, tmp_path, learning_rate=1e-4, save_steps=2, num_generations=2)
-    scored = []
+    scored = []  # per step: (batch, objective before the update, objective after it)
     after_scoring = tr.after_scoring
 
-    def spy(out):  # the batch of each step and its objective under the weights that sampled it
+    def spy(out):  # each step's batch and its objective under the weights that sampled it
         out = after_scoring(out)
-        scored.append((out, objective(tr.model, out)))
+        # the batch's advantages are the registered estimator on its own rollouts' rewards and phases
+        rewards = RewardBatch.from_rows([r.rewards for r in tr._rollouts])
+        want = get_advantage("hrpo")(rewards, tr._phase_tensor(out["advantages"].shape[1]), 2, tr.adv_cfg)
+        assert torch.allclose(out["advantages"], want)
+        scored.append([out, objective(tr.model, out), None])
         return out
 
+    class AfterUpdate(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            scored[-1][2] = objective(tr.model, scored[-1][0])
+
     tr.after_scoring = spy
+    tr.add_callback(AfterUpdate())
     out = tr.train()
-    assert out.global_step == 2
-    batch, before = scored[-1]
+    assert out.global_step == 2 and len(scored) == 2
+    batch, before, after = scored[0]
     assert batch["advantages"].abs().sum() > 0
-    # the update of the last step raised its own batch's advantage-weighted log-likelihood (policy gradient ascent)
-    after = objective(tr.model, batch)
+    # the first update (Adam's first step: -lr * sign-like(grad)) raised its own batch's advantage-weighted
+    # log-likelihood: the weights moved up the policy gradient, not just anywhere
     assert after > before + 1e-3 * abs(before), (before, after)
     assert (tmp_path / "rl" / "checkpoint-2" / "optimizer.pt").is_file()
     logs = [h for h in tr.state.log_history if "hrpo/stream_tokens" in h]
