@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "bench-rl"))
     ap.add_argument("--json", default=None, help="results file (default results/rl.json or rl_lr_sweep.json)")
+    ap.add_argument("--report", default="", help="only print the tables and redraw the curves of a results JSON")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="train config overrides, e.g. rl.max_redraws=0")
     return ap.parse_args(argv)
 
@@ -220,6 +221,11 @@ def plot_curves(runs: list[dict[str, Any]], path: Path, label: str = "advantage"
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        out = json.loads(Path(args.report).read_text())
+        report(out, Path(args.report).with_name(Path(args.report).stem + "_curves.png"),
+               "lr" if "sweep" in Path(args.report).stem else "advantage")
+        return 0
     import torch
     import transformers
 
@@ -251,22 +257,29 @@ def main(argv: list[str] | None = None) -> int:
     else:
         jobs = [(adv, int(s), cfg.rl.learning_rate) for s in args.seeds.split(",")
                 for adv in args.advantages.split(",")]
-    runs = [rl_run(cfg, sft_dir, train, test, probe, work, adv, seed, lr, args.probe_every)
-            for adv, seed, lr in jobs]
-    out["runs"], out["seconds"], out["load_end"] = runs, time.perf_counter() - t0, uptime_load()
     stem = "rl_lr_sweep" if sweep else "rl"
-    plot_curves(runs, RESULTS / f"{stem}_curves.png", "lr" if sweep else "advantage")
-    Path(args.json or RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
-    print(f"\nheld-out ({len(test)} {args.data} test streams, greedy, stream mode); load {out['load_start']} -> "
-          f"{out['load_end']}\n")
+    path = Path(args.json or RESULTS / f"{stem}.json")
+    out["runs"] = []
+    for adv, seed, lr in jobs:  # results are written after every run: an interrupted benchmark keeps what it did
+        out["runs"].append(rl_run(cfg, sft_dir, train, test, probe, work, adv, seed, lr, args.probe_every))
+        out["seconds"], out["load_end"] = time.perf_counter() - t0, uptime_load()
+        path.write_text(json.dumps(out, indent=1))
+    report(out, RESULTS / f"{stem}_curves.png", "lr" if sweep else "advantage")
+    return 0
+
+
+def report(out: dict[str, Any], png: Path, label: str = "advantage") -> None:
+    """Print the tables and draw the curves of a results dict (``--report FILE`` redraws from the JSON)."""
+    runs = out["runs"]
+    plot_curves(runs, png, label)
+    print(f"\nheld-out ({out['n_eval']} {out['data']} test streams, greedy, stream mode); load {out['load_start']} -> "
+          f"{out.get('load_end')}; {out.get('seconds', 0) / 60:.0f} min\n")
     print(summary_table(out["sft_eval"], runs))
     print("\naccuracy per template\n")
     print(template_table(out["sft_per_template"], runs))
     deltas = [r["eval"]["accuracy"] - out["sft_eval"]["accuracy"] for r in runs]
     print("\n" + " ".join(f"{r['advantage']}_s{r['seed']}_lr{r['lr']:g}_delta_acc={d:+.3f}"
                           for r, d in zip(runs, deltas, strict=True)))
-    return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
