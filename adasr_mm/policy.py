@@ -160,7 +160,7 @@ class StreamingPolicy:
         from transformers import DynamicCache
 
         self._sessions += 1
-        g = torch.Generator(device="cpu")
+        g = torch.Generator(device=self.device)  # sampling stays on the model's device
         g.manual_seed(self.config.seed * 1_000_003 + self._sessions if seed is None else seed)
         return PolicyState(cache=DynamicCache(), generator=g)
 
@@ -259,7 +259,8 @@ class StreamingPolicy:
                 keep = sp.cumsum(0) - sp < self.config.top_p
                 probs = torch.zeros_like(probs).scatter(0, si[keep], sp[keep])
                 probs = probs / probs.sum()
-            tok = int(torch.multinomial(probs.cpu(), 1, generator=st.generator))
+            # on the model's device with the session's own generator: only the chosen id crosses to the host
+            tok = int(torch.multinomial(probs, 1, generator=st.generator))
         if st.guide is not None:
             forbidden = torch.isneginf(masked)  # the phase mask plus ``also_forbid``
             guided = int(st.guide(st, tok, forbidden))

@@ -252,40 +252,53 @@ class Session:
         answer = extract_answer(text)
         delay, delay_last = t_first - t_end_stream, t_done - t_end_stream
         yield AnswerEvent(text, answer, len(ans.ids), t_first, t_done, delay, delay_last)
-        st.cache = None  # free the KV cache now; the token trace stays for training/inspection
-        trace = p.protocol.parse(st.ids, st.env_mask)
-        report = trace.validate(len(self.chunks), streaming=self.mode == "stream")
-        # Closures the environment wrote after the policy's last token are never read by anyone: not input.
-        unread = sum(1 for m in st.env_mask[len(st.ids) - st.pending :] if m == 0)
-        input_tokens = st.input_tokens - unread
-        evs = self.events
-        thoughts = sum(isinstance(e, ThoughtEvent) for e in evs)
-        skips = [e for e in evs if isinstance(e, SkipEvent)]
-        summary = SummaryEvent(
-            answer=answer,
-            mode=self.mode,
-            clock=self.clock.name,
-            chunks=len(self.chunks),
-            thoughts=thoughts,
-            skips=len(skips),
-            forced_skips=sum(e.forced for e in skips),
-            stream_tokens=st.generated("stream"),
-            deep_tokens=st.generated("deep"),
-            answer_tokens=st.generated("answer"),
-            input_tokens=input_tokens,
-            prefill_tokens=st.prefill_tokens,
-            prefill_per_input=(st.prefill_tokens + st.reprefill_tokens) / max(1, input_tokens),
-            delay_s=delay,
-            delay_last_s=delay_last,
-            lag_s=max(self._lags, default=0.0),
-            lag_avg_s=sum(self._lags) / len(self._lags) if self._lags else 0.0,
-            format_violations=len(report.violations),
-            stream_end_s=t_end_stream,
-            wall_s=time.perf_counter() - self._wall0,
-            policy=p.name,
-            question=self.question,
-            extra={"format_stream": report.format_stream, "format_deep": report.format_deep,
-                   "evicted_tokens": st.evicted_tokens, "reprefill_tokens": st.reprefill_tokens, **source_extra},
-        )
-        self.result = SessionResult(self.question, answer, self.events, summary, report, st, trace)
+        self.result = session_result(p, self.question, self.mode, self.clock.name, len(self.chunks), self.events,
+                                     self._lags, st, answer, (t_end_stream, delay, delay_last),
+                                     time.perf_counter() - self._wall0, source_extra)
+        summary = self.result.summary
         yield summary
+
+
+def session_result(p: StreamingPolicy, question: str, mode: str, clock: str, n_chunks: int, events: list[Event],
+                   lags: list[float], st: PolicyState, answer: str, times: tuple[float, float, float],
+                   wall_s: float, source_extra: dict) -> SessionResult:
+    """The finished session's record (trace, format report, summary); shared with the batched engine.
+
+    ``events`` must not yet hold the summary; ``times`` is (stream end, delay to first, delay to last answer token).
+    """
+    t_end_stream, delay, delay_last = times
+    st.cache = None  # free the KV cache now; the token trace stays for training/inspection
+    trace = p.protocol.parse(st.ids, st.env_mask)
+    report = trace.validate(n_chunks, streaming=mode == "stream")
+    # Closures the environment wrote after the policy's last token are never read by anyone: not input.
+    unread = sum(1 for m in st.env_mask[len(st.ids) - st.pending :] if m == 0)
+    input_tokens = st.input_tokens - unread
+    thoughts = sum(isinstance(e, ThoughtEvent) for e in events)
+    skips = [e for e in events if isinstance(e, SkipEvent)]
+    summary = SummaryEvent(
+        answer=answer,
+        mode=mode,
+        clock=clock,
+        chunks=n_chunks,
+        thoughts=thoughts,
+        skips=len(skips),
+        forced_skips=sum(e.forced for e in skips),
+        stream_tokens=st.generated("stream"),
+        deep_tokens=st.generated("deep"),
+        answer_tokens=st.generated("answer"),
+        input_tokens=input_tokens,
+        prefill_tokens=st.prefill_tokens,
+        prefill_per_input=(st.prefill_tokens + st.reprefill_tokens) / max(1, input_tokens),
+        delay_s=delay,
+        delay_last_s=delay_last,
+        lag_s=max(lags, default=0.0),
+        lag_avg_s=sum(lags) / len(lags) if lags else 0.0,
+        format_violations=len(report.violations),
+        stream_end_s=t_end_stream,
+        wall_s=wall_s,
+        policy=p.name,
+        question=question,
+        extra={"format_stream": report.format_stream, "format_deep": report.format_deep,
+               "evicted_tokens": st.evicted_tokens, "reprefill_tokens": st.reprefill_tokens, **source_extra},
+    )
+    return SessionResult(question, answer, events, summary, report, st, trace)
