@@ -199,3 +199,22 @@ def test_two_real_rl_steps_on_the_bundled_model(tmp_path):
     assert (tmp_path / "rl" / "checkpoint-2" / "optimizer.pt").is_file()
     logs = [h for h in tr.state.log_history if "hrpo/stream_tokens" in h]
     assert len(logs) == 2 and all(h["hrpo/stream_tokens"] > 0 for h in logs)
+
+
+def test_batched_and_session_backends_roll_out_the_same_group(make_tiny_policy):
+    """The trainer's default (batched engine) gives each seed the rollout a batch-1 Session gives it."""
+    from adasr_mm.training.rollout import StreamingRollout
+
+    policy = make_tiny_policy(dtype="float32")
+    cfg = RLStageConfig(max_thought_tokens=4, max_deep_tokens=6, max_answer_tokens=3, temperature=1.5)
+    groups = {}
+    for backend in ("batched", "session"):
+        ro = StreamingRollout(policy.model, policy.tokenizer, cfg.policy_config(),
+                              RewardConfig(terms="format,accuracy,test_brevity"), check=exact, backend=backend)
+        groups[backend] = ro.run_group(samples()[1], [11, 12, 13, 14])
+    for a, b in zip(groups["batched"], groups["session"], strict=True):
+        assert (a.completion_ids, a.env_mask, a.phase_ids) == (b.completion_ids, b.env_mask, b.phase_ids)
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4) and a.rewards == pytest.approx(b.rewards)
+    assert len({tuple(r.completion_ids) for r in groups["session"]}) > 1  # the seeds do sample different rollouts
+    with pytest.raises(ValueError, match="rollout_backend must be batched or session"):
+        RLStageConfig(rollout_backend="vllm")

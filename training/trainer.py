@@ -54,6 +54,9 @@ class RolloutStageConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     use_cpu: bool = field(default=False, metadata={"help": "force CPU even when CUDA is available"})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)"})
+    rollout_backend: str = field(default="batched", metadata={
+        "help": "batched: the G rollouts of a stream decode in lockstep on one KV cache (adasr_mm.batch); "
+                "session: one Session per rollout at batch size 1 (same traces, slower)"})
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -65,6 +68,8 @@ class RolloutStageConfig:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.rollout_backend not in ("batched", "session"):
+            raise ValueError(f"rollout_backend must be batched or session, got {self.rollout_backend!r}")
         if self.temperature <= 0:
             raise ValueError(f"rollouts must sample: temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -186,7 +191,8 @@ def streaming_trainer_classes() -> tuple[type, type]:
             self.rl = rl
             self.reward_cfg = reward
             self._rollouts: list[Rollout] = []
-            self.streamer = StreamingRollout(model, tokenizer, rl.policy_config(), reward, protocol_config, check)
+            self.streamer = StreamingRollout(model, tokenizer, rl.policy_config(), reward, protocol_config, check,
+                                             rl.rollout_backend)
             dataset = Dataset.from_list([{"prompt": f"<sample:{i}>"} for i in range(len(samples))])
             terms = reward.names
 
