@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelLoadError
 
@@ -91,3 +92,37 @@ def resolve_policy_path(policy: str | None) -> str:
     if policy.startswith((".", "/", "~")) or policy.count("/") > 1:
         raise ModelLoadError(f"policy directory {policy!r} does not exist")
     return policy
+
+
+def load_causal_lm(policy: str | None, dtype: Any = None, device: str | None = None, what: str = "policy",
+                   protocol_tokens: bool = True) -> tuple[Any, Any]:
+    """The one causal-LM loader (inference policy, SFT/RL/OPD training, OPD teacher): ``(model, tokenizer)``.
+
+    ``policy``: hub id, local dir or ``None``/``embedded`` (see :func:`resolve_policy_path`); ``dtype``: a torch
+    dtype (``None`` = float32, what training needs); ``device``: moved there if given; ``what`` names the model in
+    errors ("teacher", ...). With ``protocol_tokens`` the protocol's special tokens are added (embeddings resized,
+    new rows at the mean). Every failure is a :class:`ModelLoadError` that says which model and why.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .protocol import add_protocol_tokens
+
+    try:
+        path = resolve_policy_path(policy)
+    except ModelLoadError as e:  # the resolver's messages say "policy"
+        if what == "policy":
+            raise
+        raise ModelLoadError(f"{what}: {e}") from None
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"cannot load {what} {policy or path!r}: {first} "
+                             "(offline? pass a local model dir with --policy)") from e
+    if protocol_tokens:
+        add_protocol_tokens(tok, model)
+    if device is not None:
+        model.to(device)
+    return model, tok

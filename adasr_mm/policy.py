@@ -17,8 +17,7 @@ from typing import Protocol as _Protocol
 
 import torch
 
-from .errors import ModelLoadError
-from .models import resolve_policy_path
+from .models import load_causal_lm
 from .protocol import Protocol, ProtocolConfig, ProtocolTokenIds, add_protocol_tokens
 
 log = logging.getLogger(__name__)
@@ -145,23 +144,13 @@ class StreamingPolicy:
     def from_pretrained(cls, config: PolicyConfig | None = None, protocol: ProtocolConfig | None = None
                         ) -> StreamingPolicy:
         config = config or PolicyConfig()
-        path = resolve_policy_path(config.policy)
         device = config.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = DTYPES[config.dtype]
         if dtype is None:
             dtype = torch.bfloat16 if device == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelLoadError(
-                f"cannot load policy {config.policy!r}: {first} (offline? pass a local model dir with --policy)"
-            ) from e
+        model, tokenizer = load_causal_lm(config.policy, dtype=dtype, protocol_tokens=False)
         model.to(device)
         model.eval()
         return cls(model, tokenizer, config, protocol, name=config.policy or "embedded:smollm2-135m")

@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    from adasr_mm.training.cli import TrainConfig, _load_model, load_run_samples
+    from adasr_mm.models import load_causal_lm as _load_model
+    from adasr_mm.training.config import TrainConfig
     from adasr_mm.training.evaluate import evaluate
+    from adasr_mm.training.pipeline import load_run_samples
     from adasr_mm.training.rewards import RewardConfig
     from adasr_mm.training.sft import SFTStageConfig, run_sft
     from adasr_mm.training.trainer import HRPOTrainer, RLStageConfig
@@ -192,9 +194,11 @@ def run_opd(args: argparse.Namespace) -> int:
     from transformers import TrainerCallback
 
     transformers.utils.logging.set_verbosity_error()
-    from adasr_mm.training.cli import _load_model, load_run_samples, load_train_config
+    from adasr_mm.models import load_causal_lm as _load_model
+    from adasr_mm.training.config import load_train_config
     from adasr_mm.training.evaluate import evaluate
     from adasr_mm.training.opd import OPDStageConfig, OPDTrainer
+    from adasr_mm.training.pipeline import load_run_samples
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:

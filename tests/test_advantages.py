@@ -64,12 +64,17 @@ def test_hrpo_with_lambda_zero_is_exactly_grpo(eps):
     assert torch.equal(h, g)
 
 
-def test_environment_tokens_get_zero():
+def test_environment_tokens_get_zero_and_policy_tokens_their_advantage():
     rb = RewardBatch.from_rows(ROWS)
-    for name in ("grpo", "hrpo"):
-        adv = get_advantage(name)(rb, PHASES, 3, AdvantageConfig(lam=0.7))
-        assert torch.all(adv[PHASES == ENV] == 0)
-        assert torch.all(adv[PHASES != ENV] != 0) or name == "grpo"
+    policy = PHASES != ENV
+    g = get_advantage("grpo")(rb, PHASES, 3, AdvantageConfig(lam=0.7))
+    h = get_advantage("hrpo")(rb, PHASES, 3, AdvantageConfig(lam=0.7))
+    assert torch.all(g[~policy] == 0) and torch.all(h[~policy] == 0)
+    # grpo: every policy token of rollout i carries A_i = (R_i - mean) / (std + eps) = (1, 0, -1) / (1 + 1e-4)
+    expected = (torch.tensor([1.0, 0.0, -1.0]) / (1 + 1e-4))[:, None].expand(3, 6) * policy
+    assert torch.allclose(g, expected, atol=1e-7, rtol=0)
+    # hrpo at lam = 0.7: the phase term makes every policy token's advantage non-zero here
+    assert torch.all(h[policy] != 0)
 
 
 def test_unknown_advantage_and_bad_lambda():

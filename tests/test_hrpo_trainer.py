@@ -22,6 +22,11 @@ def _brevity(o, cfg):  # varies between sampled rollouts (answer text), so a gro
     return RewardTerms(s + d, s, d)
 
 
+@register_reward("test_flat")
+def _flat(o, cfg):  # the same for every rollout: a group without signal
+    return RewardTerms(1.0, 1.0, 1.0)
+
+
 def exact(pred: str, gold: str) -> bool:
     return pred.strip() == gold.strip()
 
@@ -71,9 +76,61 @@ def test_chunk_tokens_contribute_exactly_zero_loss(make_tiny_policy, tmp_path):
     assert torch.equal(l0, l1) and torch.equal(g0, g1)
 
 
-def test_rollout_seeds_survive_a_resume():
-    assert rollout_seed(0, 5, 2) == rollout_seed(0, 5, 2)
-    assert len({rollout_seed(0, s, i) for s in range(10) for i in range(8)}) == 80
+def record_rollouts(tr, log):
+    """Record (global step, completion ids of each rollout) as the trainer rolls out."""
+    run_group = tr.streamer.run_group
+
+    def spy(sample, seeds):
+        group = run_group(sample, seeds)
+        log.append((int(tr.state.global_step), [r.completion_ids for r in group]))
+        return group
+
+    tr.streamer.run_group = spy
+
+
+def test_a_resumed_run_rolls_out_what_the_uninterrupted_run_does(make_tiny_policy, tmp_path):
+    """Rollout seeds and data order come from (seed, step, position): resuming at step 2 (epoch 1 of 2 samples)
+    replays the uninterrupted run's step-2 rollouts token for token."""
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            control.should_training_stop = state.global_step >= 2
+
+    full, first, resumed = [], [], []
+    tr = make_trainer(make_tiny_policy(dtype="float32"), tmp_path / "a", max_steps=3, max_redraws=0)
+    record_rollouts(tr, full)
+    tr.train()
+    tr = make_trainer(make_tiny_policy(dtype="float32"), tmp_path / "b", max_steps=3, max_redraws=0)
+    tr.add_callback(StopAt())
+    record_rollouts(tr, first)
+    tr.train()
+    assert [s for s, _ in first] == [0, 1] and first == full[:2]
+    tr = make_trainer(make_tiny_policy(dtype="float32"), tmp_path / "b", max_steps=3, max_redraws=0)
+    record_rollouts(tr, resumed)
+    tr.train(resume_from_checkpoint=str(tmp_path / "b" / "rl" / "checkpoint-2"))
+    assert [s for s, _ in resumed] == [2] and resumed == full[2:]
+    assert rollout_seed(0, 5, 2) != rollout_seed(0, 5, 3) != rollout_seed(0, 6, 2)
+
+
+def test_dynamic_sampling_replaces_groups_without_signal(make_tiny_policy, tmp_path):
+    from adasr_mm.training.trainer import group_has_signal
+
+    assert not group_has_signal([(1.0, 1.0, 1.0)] * 3) and group_has_signal([(1.0, 1.0, 1.0), (1.0, 0.5, 1.0)])
+    # a constant reward: no group ever has signal, so each redraw is tried and the bound stops it
+    tr = make_trainer(make_tiny_policy(dtype="float32"), tmp_path, max_redraws=3)
+    tr.streamer.reward_config = RewardConfig(terms="test_flat")
+    log = []
+    record_rollouts(tr, log)
+    tr.model.train()
+    tr._rollout_func(["<sample:0>"] * 3, tr)
+    m = tr._metrics["train"]
+    assert len(log) == 4 and m["hrpo/redraws"] == [3.0] and m["hrpo/flat_groups"] == [1.0]
+    # with the varying test reward the first group already has signal: no redraw
+    tr.streamer.reward_config = RewardConfig(terms="format,accuracy,test_brevity")
+    log.clear()
+    tr._rollout_func(["<sample:0>"] * 3, tr)
+    assert len(log) == 1 and m["hrpo/redraws"][-1] == 0.0 and m["hrpo/flat_groups"][-1] == 0.0
 
 
 def test_bad_rl_config():
@@ -86,10 +143,26 @@ def test_bad_rl_config():
     assert "test_brevity" in REWARDS
 
 
+@torch.no_grad()
+def objective(model, b):
+    """sum_t A_t * log p(o_t) / N over the batch's loss tokens (completion mask times env mask)."""
+    was = model.training
+    model.eval()
+    ids = torch.cat([b["prompt_ids"], b["completion_ids"]], 1)
+    att = torch.cat([b["prompt_mask"], b["completion_mask"]], 1)
+    n = b["completion_ids"].shape[1]
+    logits = model(input_ids=ids, attention_mask=att).logits[:, -n - 1 : -1].float()
+    logp = torch.log_softmax(logits, -1).gather(-1, b["completion_ids"][..., None])[..., 0]
+    mask = b["completion_mask"] * b["tool_mask"]
+    model.train(was)
+    return float((b["advantages"] * logp * mask).sum() / mask.sum())
+
+
 @pytest.mark.slow
 def test_two_real_rl_steps_on_the_bundled_model(tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
+    from adasr_mm.advantages import RewardBatch, get_advantage
     from adasr_mm.models import embedded_policy_dir
     from adasr_mm.policy import StreamingPolicy
 
@@ -97,12 +170,51 @@ def test_two_real_rl_steps_on_the_bundled_model(tmp_path):
     tok = AutoTokenizer.from_pretrained(d)
     model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
     policy = StreamingPolicy(model, tok)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
     tr = make_trainer(policy, tmp_path, learning_rate=1e-4, save_steps=2, num_generations=2)
+    scored = []  # per step: (batch, objective before the update, objective after it)
+    after_scoring = tr.after_scoring
+
+    def spy(out):  # each step's batch and its objective under the weights that sampled it
+        out = after_scoring(out)
+        # the batch's advantages are the registered estimator on its own rollouts' rewards and phases
+        rewards = RewardBatch.from_rows([r.rewards for r in tr._rollouts])
+        want = get_advantage("hrpo")(rewards, tr._phase_tensor(out["advantages"].shape[1]), 2, tr.adv_cfg)
+        assert torch.allclose(out["advantages"], want)
+        scored.append([out, objective(tr.model, out), None])
+        return out
+
+    class AfterUpdate(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            scored[-1][2] = objective(tr.model, scored[-1][0])
+
+    tr.after_scoring = spy
+    tr.add_callback(AfterUpdate())
     out = tr.train()
-    assert out.global_step == 2
-    changed = [n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])]
-    assert changed, "two RL steps with non-zero advantages must move the weights"
+    assert out.global_step == 2 and len(scored) == 2
+    batch, before, after = scored[0]
+    assert batch["advantages"].abs().sum() > 0
+    # the first update (Adam's first step: -lr * sign-like(grad)) raised its own batch's advantage-weighted
+    # log-likelihood: the weights moved up the policy gradient, not just anywhere
+    assert after > before + 1e-3 * abs(before), (before, after)
     assert (tmp_path / "rl" / "checkpoint-2" / "optimizer.pt").is_file()
     logs = [h for h in tr.state.log_history if "hrpo/stream_tokens" in h]
     assert len(logs) == 2 and all(h["hrpo/stream_tokens"] > 0 for h in logs)
+
+
+def test_batched_and_session_backends_roll_out_the_same_group(make_tiny_policy):
+    """The trainer's default (batched engine) gives each seed the rollout a batch-1 Session gives it."""
+    from adasr_mm.training.rollout import StreamingRollout
+
+    policy = make_tiny_policy(dtype="float32")
+    cfg = RLStageConfig(max_thought_tokens=4, max_deep_tokens=6, max_answer_tokens=3, temperature=1.5)
+    groups = {}
+    for backend in ("batched", "session"):
+        ro = StreamingRollout(policy.model, policy.tokenizer, cfg.policy_config(),
+                              RewardConfig(terms="format,accuracy,test_brevity"), check=exact, backend=backend)
+        groups[backend] = ro.run_group(samples()[1], [11, 12, 13, 14])
+    for a, b in zip(groups["batched"], groups["session"], strict=True):
+        assert (a.completion_ids, a.env_mask, a.phase_ids) == (b.completion_ids, b.env_mask, b.phase_ids)
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4) and a.rewards == pytest.approx(b.rewards)
+    assert len({tuple(r.completion_ids) for r in groups["session"]}) > 1  # the seeds do sample different rollouts
+    with pytest.raises(ValueError, match="rollout_backend must be batched or session"):
+        RLStageConfig(rollout_backend="vllm")

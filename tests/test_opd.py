@@ -179,8 +179,15 @@ def test_two_real_opd_steps_on_tiny_models(embedded_dir, tmp_path):
     assert (tmp_path / "opd" / "checkpoint-2" / "optimizer.pt").is_file()
     logs = [h for h in tr.state.log_history if "opd/reward_mean" in h]
     assert len(logs) == 2
+    # the logged reward statistics are those of the last step's rollouts: r_t = log p_T(o_t) - log p_S(o_t) on
+    # policy tokens only, p_S as recorded when sampling, p_T from the (frozen) teacher
+    r = torch.cat([(teacher_token_logprobs(tr.teacher, x.prompt_ids, x.completion_ids)[0]
+                    - torch.tensor(x.logprobs))[torch.tensor(x.env_mask, dtype=torch.bool)] for x in tr._rollouts])
+    last = logs[-1]
+    assert r.min() < 0 < r.max()
+    assert (last["opd/reward_mean"], last["opd/reward_min"], last["opd/reward_max"]) == pytest.approx(
+        (r.mean().item(), r.min().item(), r.max().item()), abs=1e-4)
     for h in logs:
-        assert h["opd/reward_min"] <= h["opd/reward_mean"] <= h["opd/reward_max"]
         assert 0 <= h["opd/agreement"] <= 1 and h["grad_norm"] > 0
         assert h["opd/stream_tokens"] > 0 and h["opd/deep_tokens"] > 0
         # reverse KL estimate = -(mean log-ratio reward) for this reward

@@ -124,7 +124,7 @@ def test_long_stream_evicts_old_chunks_instead_of_overflowing(make_tiny_policy):
     assert res.summary.extra["evicted_tokens"] == st.evicted_tokens
 
 
-def test_lag_budget_forces_skips():
+def test_simulated_clock_never_runs_backwards():
     from adasr_mm.clock import SimulatedClock
 
     clock = SimulatedClock()
@@ -133,6 +133,20 @@ def test_lag_budget_forces_skips():
     now = clock.now()
     clock.wait_until(5.0)  # the past: no-op
     assert clock.now() >= now
+
+
+def test_lag_budget_forces_skips(make_tiny_policy):
+    """Within the lag budget the policy still thinks; beyond it the session forces a skip."""
+    policy = make_tiny_policy(max_thought_tokens=4, max_deep_tokens=3, max_answer_tokens=2)
+    s = Session(policy, "Q?", SessionConfig(max_lag_s=2.0), clock="simulated")
+    s.start()
+    s.clock.wait_until(1.5)
+    evs = list(s.push(TimedChunk(0, 1, "a chunk on time."), available_at=0.5))  # 1 s late: within budget
+    assert not any(isinstance(e, SkipEvent) and e.forced for e in evs)
+    s.clock.wait_until(30.0)
+    evs = list(s.push(TimedChunk(1, 2, "a late chunk."), available_at=2.0))  # ~28 s late: over budget
+    assert isinstance(evs[-1], SkipEvent) and evs[-1].forced
+    assert s.finish().summary.forced_skips == 1
 
 
 def test_forced_skip_when_lagging(make_tiny_policy):

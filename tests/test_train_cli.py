@@ -192,10 +192,44 @@ def test_teacher_with_another_tokenizer_is_a_clean_error(tiny_dir, embedded_dir,
 @pytest.mark.parametrize("preset", sorted(p.name for p in (ROOT / "configs" / "train").glob("*.yaml")))
 def test_every_train_preset_loads_and_validates(preset):
     """The shipped presets are real configs: every key exists and every value passes its stage's checks."""
-    from adasr_mm.training.cli import load_train_config
+    from adasr_mm.training.config import load_train_config
 
     cfg = load_train_config(str(ROOT / "configs" / "train" / preset), [])
     assert cfg.train.stages and cfg.train.n_train >= 1
     if "opd" in cfg.train.stages:  # OPD presets keep the evaluation caps equal to the rollout caps
         assert (cfg.opd.max_thought_tokens, cfg.opd.max_deep_tokens) == (cfg.rl.max_thought_tokens,
                                                                           cfg.rl.max_deep_tokens)
+
+
+EVAL_CAPS = ["rl.max_thought_tokens=6", "rl.max_deep_tokens=10", "rl.max_answer_tokens=6"]
+
+
+@pytest.mark.slow
+def test_eval_reports_the_library_numbers_on_the_held_out_split(embedded_dir, tmp_path):
+    """`adasr-mm eval` on the real bundled model: its table/JSON are evaluate() on the test split, caps from the
+    config; greedy decoding makes both runs identical (delay is wall-clock dependent and left out)."""
+    from adasr_mm.training.config import load_train_config
+    from adasr_mm.training.evaluate import evaluate
+    from adasr_mm.training.pipeline import load_run_samples
+
+    out = tmp_path / "eval.json"
+    r = cli("eval", "--checkpoint", embedded_dir, "--n", "2", "--mode", "stream", "--baseline", "",
+            "--output", out, *EVAL_CAPS)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "eval on 2 held-out text streams" in r.stdout and "| trained/stream |" in r.stdout
+    got = json.loads(out.read_text())
+    assert list(got) == ["trained/stream"]
+    cfg = load_train_config(None, EVAL_CAPS)
+    test = load_run_samples(cfg, "test", 2)
+    assert [s.id for s in test] == ["wp-1000000", "wp-1000001"]
+    want = evaluate(str(embedded_dir), test, cfg, "stream")
+    for k in ("accuracy", "format", "format_violations", "stream_tokens", "deep_tokens", "skip_rate", "n"):
+        assert got["trained/stream"][k] == pytest.approx(want[k]), k
+    assert 0 < got["trained/stream"]["total_tokens"] <= 2 * 6 * 8 + 10 + 6
+
+
+def test_eval_bad_inputs_are_clean_errors(tmp_path):
+    assert_clean_error(cli("eval", "--checkpoint", tmp_path / "nope"), "is not a directory")
+    assert_clean_error(cli("eval", "--checkpoint", tmp_path, "--n", "0"), "--n must be >= 1")
+    assert_clean_error(cli("eval", "--checkpoint", tmp_path, "--n", "1", "--baseline", ""),
+                       "not a model directory (no config.json in it)")

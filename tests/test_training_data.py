@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -30,6 +31,9 @@ from adasr_mm.training.tasks import (
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 THOUGHT = re.compile(r"(\d+) ([+\-*/]) (\d+) = (\d+) (.+)\.")
+
+#: sha256 of (question, context, answer) of word_problems("train", 5), standard level, as generated since issue 2
+STANDARD_TRAIN_5_SHA256 = "dd4663b6e48bb346ef15cb1c6a4482a8f89064cc06bc502b80ab950e8295574b"
 
 
 @pytest.fixture(autouse=True)
@@ -87,8 +91,15 @@ def test_easy_level_is_a_smaller_task_with_its_own_ids():
         assert 3 <= s.meta["start"] <= 20 and all(op in "+-" and 2 <= k <= 9 for op, k in s.meta["ops"])
         assert _replay_teacher(s) == int(s.answer)
     assert {op for s in easy for op, _ in s.meta["ops"]} == {"+", "-"}
-    # the standard task is unchanged by the level knob (same seeds, same problems)
-    assert word_problems("train", 5) == word_problems("train", 5, level="standard")
+    # the standard task is unchanged by the level knob: the same problems as before levels existed (pinned text),
+    # all four operations and up to 4 updates
+    std = word_problems("train", 5)
+    assert std[0].context.startswith("Diego has 54 eggs. Diego splits his eggs equally into 3 boxes")
+    blob = json.dumps([[s.question, s.context, s.answer] for s in std]).encode()
+    assert hashlib.sha256(blob).hexdigest() == STANDARD_TRAIN_5_SHA256
+    std200 = word_problems("train", 200)
+    assert {op for s in std200 for op, _ in s.meta["ops"]} == {"+", "-", "*", "/"}
+    assert max(len(s.meta["ops"]) for s in std200) == 4
     with pytest.raises(ConfigError, match="unknown word-problem level 'hard'"):
         word_problems("train", 1, level="hard")
     assert [s.id for s in load_samples("builtin:easy", "test", "text", limit=2)] == ["wp-easy-1000000",
@@ -414,3 +425,16 @@ def test_prepare_cli(first_run, media, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("prepared 3 samples (0 cached, 0 computed, 0 failed)")
     with pytest.raises(ConfigError, match="unexpected argument 'oops'"):
         run_prepare(parser.parse_args(["--data", "builtin", "oops"]))
+
+
+def test_builtin_audio_without_espeak_never_trains_on_its_eval_recordings(monkeypatch, caplog):
+    monkeypatch.setattr(tasks.shutil, "which", lambda name: None)
+    train = load_samples("builtin", "train", "audio", limit=100)
+    test = load_samples("builtin", "test", "audio", limit=100)
+    assert [s.id for s in train] == ["bundled-audio-apples", "bundled-audio-train", "bundled-audio-bakery"]
+    assert [s.id for s in test] == ["bundled-audio-pauses"]
+    assert not {s.media for s in train} & {s.media for s in test}
+    assert "fixed test split of the bundled recordings (1 of 100 requested" in caplog.text
+    assert len(load_samples("builtin:easy", "train", "audio", limit=2)) == 2
+    with pytest.raises(ConfigError, match="unknown split 'dev'"):
+        tasks.builtin_task("audio", "dev", 1, Path("/nonexistent"))

@@ -10,22 +10,50 @@ from typing import Any
 from tqdm import tqdm
 
 
-def evaluate(policy: str | None, samples: list[Any], cfg: Any, mode: str = "stream") -> dict[str, float]:
-    """Greedy sessions on the simulated clock; means over samples."""
-    from adasr_mm.agent import StreamingAgent
-    from adasr_mm.config import AdasrConfig
-
-    from .data import check_answer
-
-    acfg: AdasrConfig = cfg.adapters
+def _eval_config(policy: str | None, cfg: Any) -> Any:
+    """The adapters config of a greedy evaluation with the RL caps (what the policy was trained to fit in)."""
+    acfg = cfg.adapters
     acfg.policy.policy = policy
     acfg.policy.max_thought_tokens = cfg.rl.max_thought_tokens
     acfg.policy.max_deep_tokens = cfg.rl.max_deep_tokens
     acfg.policy.max_answer_tokens = cfg.rl.max_answer_tokens
     acfg.policy.temperature = 0.0
-    agent = StreamingAgent.from_pretrained(config=acfg)
+    return acfg
+
+
+def evaluate(policy: str | None, samples: list[Any], cfg: Any, mode: str = "stream",
+             per_sample: list[dict[str, Any]] | None = None) -> dict[str, float]:
+    """Greedy sessions on the simulated clock of a saved policy (as inference loads it); means over samples."""
+    from adasr_mm.agent import StreamingAgent
+
+    agent = StreamingAgent.from_pretrained(config=_eval_config(policy, cfg))
+    label = Path(policy).name if policy else "embedded"
+    return evaluate_agent(agent, samples, mode, label, per_sample)
+
+
+def evaluate_model(model: Any, tokenizer: Any, samples: list[Any], cfg: Any, mode: str = "stream",
+                   per_sample: list[dict[str, Any]] | None = None) -> dict[str, float]:
+    """:func:`evaluate` of an in-memory model (e.g. mid-training, in its training dtype); restores train mode."""
+    from adasr_mm.agent import StreamingAgent
+    from adasr_mm.policy import StreamingPolicy
+
+    acfg = _eval_config(None, cfg)
+    was = model.training
+    model.eval()
+    try:
+        agent = StreamingAgent(StreamingPolicy(model, tokenizer, acfg.policy, acfg.protocol, name="probe"), acfg)
+        return evaluate_agent(agent, samples, mode, "probe", per_sample)
+    finally:
+        model.train(was)
+
+
+def evaluate_agent(agent: Any, samples: list[Any], mode: str = "stream", label: str = "",
+                   per_sample: list[dict[str, Any]] | None = None) -> dict[str, float]:
+    """Means over ``samples`` of one greedy session each; ``per_sample`` (if given) receives every row."""
+    from .data import check_answer
+
     rows = []
-    for s in tqdm(samples, desc=f"eval {Path(policy).name if policy else 'embedded'} {mode}", leave=False):
+    for s in tqdm(samples, desc=f"eval {label} {mode}", leave=False):
         res = agent.run(s.question, s.chunks, mode=mode, clock="simulated")
         m = res.summary
         rows.append({
@@ -35,13 +63,15 @@ def evaluate(policy: str | None, samples: list[Any], cfg: Any, mode: str = "stre
             "skip_rate": m.skips / max(1, m.chunks), "format": res.format.format,
             "format_violations": m.format_violations, "delay_s": m.delay_s,
         })
+        if per_sample is not None:
+            per_sample.append({"id": s.id, "answer": res.answer, **rows[-1]})
     return {k: statistics.mean(r[k] for r in rows) for k in rows[0]} | {"n": len(rows)}
 
 
 def evaluate_and_print(checkpoint: str, cfg: Any, n: int, out: Path | None = None, baseline: str | None = None,
                        modes: tuple[str, ...] = ("stream", "read-then-think"), with_baseline: bool = True
                        ) -> dict[str, Any]:
-    from .cli import load_run_samples
+    from .pipeline import load_run_samples
 
     samples = load_run_samples(cfg, "test", n)
     results: dict[str, Any] = {}

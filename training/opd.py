@@ -67,7 +67,7 @@ from typing import Any
 import torch
 
 from adasr_mm.advantages import DEEP, STREAM
-from adasr_mm.errors import ConfigError, ModelLoadError
+from adasr_mm.errors import ConfigError
 
 from .rewards import RewardConfig
 from .sample import Sample
@@ -177,14 +177,11 @@ def _teacher_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def load_teacher(spec: str) -> tuple[Any, Any]:
     """Load a teacher (hub id or dir, offline-friendly) with the protocol tokens added, in float32."""
-    from .cli import _load_model
+    from adasr_mm.models import load_causal_lm
 
     if not spec:
         raise ConfigError("opd.teacher is required when the opd stage runs: pass --teacher ID|DIR")
-    try:
-        return _load_model(spec, "teacher")
-    except ModelLoadError as e:  # raised for paths by the core resolver, which says "policy"
-        raise ModelLoadError(f"teacher: {e}") from None
+    return load_causal_lm(spec, what="teacher")
 
 
 @torch.no_grad()
@@ -297,17 +294,16 @@ def _opd_trainer_class() -> type:
                 agree.append(top1[pol].float())
                 kl.append((ls - lt)[pol])
             adv = rewards * phase_weights(phase, self.rl.deep_weight)
-            m = self._metrics["train" if self.model.training else "eval"]
             v = torch.cat(values)
             if v.numel():
-                m["opd/reward_mean"].append(v.mean().item())
-                m["opd/reward_min"].append(v.min().item())
-                m["opd/reward_max"].append(v.max().item())
-                m["opd/agreement"].append(torch.cat(agree).mean().item())
-                m["opd/reverse_kl"].append(torch.cat(kl).mean().item())
+                self.log_metric("opd/reward_mean", v.mean().item())
+                self.log_metric("opd/reward_min", v.min().item())
+                self.log_metric("opd/reward_max", v.max().item())
+                self.log_metric("opd/agreement", torch.cat(agree).mean().item())
+                self.log_metric("opd/reverse_kl", torch.cat(kl).mean().item())
                 if self.rl.guide_top_k:
-                    m["opd/guided_rate"].append(sum(r.guided for r in self._rollouts) / v.numel())
-            m["opd/teacher_seconds"].append(time.perf_counter() - t0)
+                    self.log_metric("opd/guided_rate", sum(r.guided for r in self._rollouts) / v.numel())
+            self.log_metric("opd/teacher_seconds", time.perf_counter() - t0)
             return adv
 
     return OPDTrainer

@@ -59,11 +59,17 @@ def rollout_from_result(sample: Sample, res: SessionResult, reward_cfg: RewardCo
                    summary=s.to_dict(), guided=st.guided)
 
 
+ROLLOUT_BACKENDS = ("batched", "session")
+
+
 class StreamingRollout:
     """Runs rollouts of a (training) model through the streaming policy; backend "hf" (this process)."""
 
     def __init__(self, model: Any, tokenizer: Any, policy_config: PolicyConfig, reward_config: RewardConfig,
-                 protocol_config: Any = None, check: Any = None):
+                 protocol_config: Any = None, check: Any = None, backend: str = "batched"):
+        if backend not in ROLLOUT_BACKENDS:
+            raise ValueError(f"rollout backend must be one of {', '.join(ROLLOUT_BACKENDS)}, got {backend!r}")
+        self.backend = backend
         # guide_factory() -> a fresh per-rollout TokenGuide (see adasr_mm.policy), or None: plain sampling
         self.guide_factory: Callable[[], Any] | None = None
         self.policy = StreamingPolicy(model, tokenizer, policy_config, protocol_config, name="train")
@@ -71,6 +77,20 @@ class StreamingRollout:
         if check is None:
             from .data import check_answer as check
         self.check = check
+
+    def run_group(self, sample: Sample, seeds: list[int]) -> list[Rollout]:
+        """One rollout of ``sample`` per seed (a GRPO group): decoded in lockstep by the batched engine
+        (:func:`adasr_mm.batch.run_batched`: prompt and chunks prefilled once, same traces as ``Session`` per
+        seed), or one ``Session`` each at batch size 1 with ``backend="session"``."""
+        if self.backend == "session":
+            return [self.run(sample, s) for s in seeds]
+        if not sample.chunks:
+            raise ValueError(f"sample {sample.id} has no chunks (run `adasr-mm prepare` for audio/video)")
+        from adasr_mm.batch import run_batched
+
+        results = run_batched(self.policy, [(sample.question, sample.chunks, s) for s in seeds],
+                              guide_factory=self.guide_factory)
+        return [rollout_from_result(sample, r, self.reward_config, self.check) for r in results]
 
     def run(self, sample: Sample, seed: int) -> Rollout:
         if not sample.chunks:

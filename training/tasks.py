@@ -372,6 +372,25 @@ def bundled_video_samples() -> list[Sample]:
             for name, rec in index.items()]
 
 
+#: Without espeak-ng the built-in audio task falls back to the committed recordings in ``samples/audio``, split
+#: once and for all so that no recording is ever both trained on and evaluated on.
+BUNDLED_AUDIO_SPLITS = {"train": ("apples.opus", "train.opus", "bakery.opus"), "test": ("pauses.flac",)}
+
+
+def bundled_spoken_split(split: str, n: int) -> list[Sample]:
+    """The fixed, disjoint split of the bundled spoken samples (at most 3 train, 1 test), with a warning that
+    says how small it is; any other split is an error."""
+    if split not in BUNDLED_AUDIO_SPLITS:
+        raise ConfigError(f"unknown split {split!r}; the bundled spoken samples have: {', '.join(BUNDLED_AUDIO_SPLITS)}")
+    names = BUNDLED_AUDIO_SPLITS[split]
+    by_id = {s.id: s for s in bundled_spoken_samples()}
+    out = [by_id[f"bundled-audio-{Path(name).stem}"] for name in names][:n]
+    log.warning("espeak-ng not found: the built-in audio task uses the fixed %s split of the bundled recordings "
+                "(%d of %d requested: %s); install espeak-ng for spoken word problems of any size",
+                split, len(out), n, ", ".join(names[: len(out)]))
+    return out
+
+
 def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = "standard") -> list[Sample]:
     """``n`` built-in samples of ``modality`` (text | audio | video); media are rendered under ``out_dir``.
 
@@ -381,16 +400,14 @@ def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = 
         return word_problems(split, n, level=level)
     if modality == "audio":
         if shutil.which("espeak-ng") is None:  # a fresh machine: the committed spoken fixtures stand in
-            bundled = bundled_spoken_samples()
-            log.warning("espeak-ng not found: using the %d bundled spoken samples instead of rendering %d",
-                        len(bundled), n)
-            return bundled[:n]
+            return bundled_spoken_split(split, n)
         return spoken_word_problems(n, split, Path(out_dir) / "audio", level)
     if modality == "video":
         return video_problems(n, split, Path(out_dir) / "video")
     raise ConfigError(f"no built-in task for modality {modality!r}; choose text, audio or video")
 
 
-__all__ = ["DISTRACTORS", "LEVELS", "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task", "bundled_spoken_samples",
+__all__ = ["BUNDLED_AUDIO_SPLITS", "DISTRACTORS", "LEVELS", "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task",
+           "bundled_spoken_samples", "bundled_spoken_split",
            "bundled_video_samples", "make_word_problem", "samples_dir", "spoken_word_problems", "video_problems",
            "word_problems"]

@@ -54,6 +54,9 @@ class RolloutStageConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     use_cpu: bool = field(default=False, metadata={"help": "force CPU even when CUDA is available"})
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)"})
+    rollout_backend: str = field(default="batched", metadata={
+        "help": "batched: the G rollouts of a stream decode in lockstep on one KV cache (adasr_mm.batch); "
+                "session: one Session per rollout at batch size 1 (same traces, slower)"})
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -65,6 +68,8 @@ class RolloutStageConfig:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.rollout_backend not in ("batched", "session"):
+            raise ValueError(f"rollout_backend must be batched or session, got {self.rollout_backend!r}")
         if self.temperature <= 0:
             raise ValueError(f"rollouts must sample: temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -90,7 +95,10 @@ class RLStageConfig(RolloutStageConfig):
     epsilon: float = field(default=0.2, metadata={"help": "clip range below 1 (epsilon_low)"})
     epsilon_high: float = field(default=0.28, metadata={"help": "clip range above 1 (clip-higher, DAPO)"})
     beta: float = field(default=0.0, metadata={"help": "KL coefficient (0 = off, no reference model)"})
-    use_vllm: bool = field(default=False, metadata={"help": "vLLM generation backend (GPU extra; not for CPU)"})
+    num_generations: int = field(default=8, metadata={"help": "G: rollouts per stream (one group); AdaSR uses 12"})
+    max_redraws: int = field(default=2, metadata={
+        "help": "dynamic sampling: a group whose G rewards are all equal (no signal) is replaced by a group of "
+                "another stream, at most this many times per group (0 = off)"})
 
     def __post_init__(self) -> None:
         get_advantage(self.advantage)  # validates the name
@@ -98,8 +106,8 @@ class RLStageConfig(RolloutStageConfig):
         super().__post_init__()
         if not 0 < self.epsilon < 1 or self.epsilon_high < self.epsilon:
             raise ValueError(f"need 0 < epsilon < 1 and epsilon_high >= epsilon, got {self.epsilon}/{self.epsilon_high}")
-        if self.use_vllm:
-            raise ValueError("use_vllm: the vLLM rollout backend is not implemented yet; use the HF backend")
+        if self.max_redraws < 0:
+            raise ValueError(f"max_redraws must be >= 0 (0 = no dynamic sampling), got {self.max_redraws}")
 
     def loss_args(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "epsilon_high": self.epsilon_high, "beta": self.beta,
@@ -149,25 +157,24 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / max(1, len(xs))
 
 
+def group_has_signal(rows: list[tuple[float, float, float]]) -> bool:
+    """False when every rollout of a group got the same (R, R_stream, R_deep): all advantages would be 0."""
+    return any(r != rows[0] for r in rows[1:])
+
+
+def redraw_index(base: int, step: int, group: int, attempt: int, n: int) -> int:
+    """Deterministic replacement stream for dynamic sampling (same after a resume, like the rollout seeds)."""
+    return rollout_seed(base, step, -(1 + group * 1000 + attempt)) % n
+
+
 @functools.cache
 def streaming_trainer_classes() -> tuple[type, type]:
     """``(StreamingGRPOTrainer, HRPOTrainer)``, built on first use so that TRL is imported only when training."""
-    from trl import GRPOTrainer
-    from trl.trainer.utils import RepeatSampler
+    from .trl_compat import streaming_grpo_base
 
-    class EpochSeededRepeatSampler(RepeatSampler):
-        """TRL's sampler, with each epoch's shuffle seeded from (seed, epoch) alone (epoch 0 is unchanged).
+    base = streaming_grpo_base()
 
-        TRL's ``RepeatSampler`` draws every epoch's permutation from one generator that advances per epoch, and a
-        resumed run starts that generator afresh: after resuming at epoch k >= 1 the data order, hence the weights,
-        would differ from an uninterrupted run. The Trainer calls ``set_epoch`` before iterating each epoch.
-        """
-
-        def set_epoch(self, epoch: int) -> None:
-            if self.shuffle:
-                self.generator.manual_seed((self.seed or 0) * 1_000_003 + epoch)
-
-    class StreamingGRPOTrainer(GRPOTrainer):
+    class StreamingGRPOTrainer(base):  # type: ignore[misc, valid-type]
         """GRPOTrainer whose completions are streaming rollouts; subclasses supply per-token advantages."""
 
         metric_prefix = "stream"
@@ -184,7 +191,8 @@ def streaming_trainer_classes() -> tuple[type, type]:
             self.rl = rl
             self.reward_cfg = reward
             self._rollouts: list[Rollout] = []
-            self.streamer = StreamingRollout(model, tokenizer, rl.policy_config(), reward, protocol_config, check)
+            self.streamer = StreamingRollout(model, tokenizer, rl.policy_config(), reward, protocol_config, check,
+                                             rl.rollout_backend)
             dataset = Dataset.from_list([{"prompt": f"<sample:{i}>"} for i in range(len(samples))])
             terms = reward.names
 
@@ -201,20 +209,37 @@ def streaming_trainer_classes() -> tuple[type, type]:
                              callbacks=callbacks)
             self.reward_weights = torch.ones(len(terms))  # parts are already weighted
 
-        def _get_train_sampler(self, dataset: Any = None) -> Any:
-            sampler = super()._get_train_sampler(dataset)
-            if type(sampler) is RepeatSampler:
-                sampler.__class__ = EpochSeededRepeatSampler  # same state, plus set_epoch
-            return sampler
+        def _group(self, k: int, step: int, first: int) -> list[Rollout]:
+            seeds = [rollout_seed(self.rl.seed, step, first + i) for i in range(self.num_generations)]
+            return self.streamer.run_group(self.samples[k], seeds)
+
+        def _rollout_group(self, k: int, step: int, g: int) -> tuple[list[Rollout], int]:
+            """G rollouts of stream ``k``; with dynamic sampling, other streams while the group has no signal."""
+            G = self.num_generations  # noqa: N806 - the paper's symbol
+            group = self._group(k, step, g * G)
+            draws = 0
+            while draws < getattr(self.rl, "max_redraws", 0) and not group_has_signal([r.rewards for r in group]):
+                draws += 1
+                k = redraw_index(self.rl.seed, step, g, draws, len(self.samples))
+                group = self._group(k, step, (1_000 * draws + g) * G)
+            return group, draws
 
         # TRL calls this with the per-process prompts of one generation batch (each stream repeated G times).
         def _rollout_func(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
             step = int(self.state.global_step)
+            G = self.num_generations  # noqa: N806
             self._rollouts = []
-            for j, p in enumerate(prompts):
+            redraws = flat = 0
+            for g in range(len(prompts) // G):
+                p = prompts[g * G]
                 text = p if isinstance(p, str) else p[-1]["content"]
-                k = int(text.removeprefix("<sample:").removesuffix(">"))
-                self._rollouts.append(self.streamer.run(self.samples[k], rollout_seed(self.rl.seed, step, j)))
+                group, draws = self._rollout_group(int(text.removeprefix("<sample:").removesuffix(">")), step, g)
+                self._rollouts.extend(group)
+                redraws += draws
+                flat += not group_has_signal([r.rewards for r in group])
+            if hasattr(self.rl, "max_redraws"):  # RL only: OPD needs no reward spread within a group
+                self.log_metric(f"{self.metric_prefix}/redraws", redraws)
+                self.log_metric(f"{self.metric_prefix}/flat_groups", flat / max(1, len(prompts) // G))
             rs = self._rollouts
             return {
                 "prompt_ids": [r.prompt_ids for r in rs],
@@ -236,18 +261,17 @@ def streaming_trainer_classes() -> tuple[type, type]:
             """(B, T) advantages of the local rollouts; 0 on environment tokens."""
             raise NotImplementedError
 
-        def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-            out = super()._generate_and_score_completions(inputs)
+        def after_scoring(self, out: dict[str, Any]) -> dict[str, Any]:
             phase = self._phase_tensor(out["completion_ids"].shape[1])
             out["advantages"] = self._token_advantages(out, phase).to(out["completion_ids"].device)
-            m = self._metrics["train" if self.model.training else "eval"]
             local, p = self._rollouts, self.metric_prefix
-            m[f"{p}/accuracy"].append(_mean([float(r.correct) for r in local]))
-            m[f"{p}/format_stream"].append(_mean([r.outcome.format_stream for r in local]))
-            m[f"{p}/format_deep"].append(_mean([r.outcome.format_deep for r in local]))
-            m[f"{p}/stream_tokens"].append(_mean([r.outcome.stream_tokens for r in local]))
-            m[f"{p}/deep_tokens"].append(_mean([r.outcome.deep_tokens for r in local]))
-            m[f"{p}/skip_rate"].append(_mean([r.summary["skips"] / max(1, r.summary["chunks"]) for r in local]))
+            self.log_metric(f"{p}/accuracy", _mean([float(r.correct) for r in local]))
+            self.log_metric(f"{p}/format_stream", _mean([r.outcome.format_stream for r in local]))
+            self.log_metric(f"{p}/format_deep", _mean([r.outcome.format_deep for r in local]))
+            self.log_metric(f"{p}/stream_tokens", _mean([r.outcome.stream_tokens for r in local]))
+            self.log_metric(f"{p}/deep_tokens", _mean([r.outcome.deep_tokens for r in local]))
+            self.log_metric(f"{p}/skip_rate", _mean([r.summary["skips"] / max(1, r.summary["chunks"])
+                                                     for r in local]))
             return out
 
     class HRPOTrainer(StreamingGRPOTrainer):
@@ -271,9 +295,8 @@ def streaming_trainer_classes() -> tuple[type, type]:
             full_phase[start : start + len(local)] = phase
             fn = get_advantage(self.rl.advantage)
             adv = fn(RewardBatch.from_rows(rows), full_phase, self.num_generations, self.adv_cfg)
-            m = self._metrics["train" if self.model.training else "eval"]
-            m["hrpo/reward_stream"].append(_mean([r.rewards[1] for r in local]))
-            m["hrpo/reward_deep"].append(_mean([r.rewards[2] for r in local]))
+            self.log_metric("hrpo/reward_stream", _mean([r.rewards[1] for r in local]))
+            self.log_metric("hrpo/reward_deep", _mean([r.rewards[2] for r in local]))
             return adv[start : start + len(local)]
 
     return StreamingGRPOTrainer, HRPOTrainer
