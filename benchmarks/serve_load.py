@@ -85,6 +85,10 @@ def _level(n: int, port: int, audio: np.ndarray, question: str) -> dict:
             "audio_received_min_s": min(heard) if heard else 0.0, "audio_sent_s": sent, "errors": errors}
 
 
+def f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16])
@@ -114,7 +118,6 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         x = f"{r['tokens_per_s'] / base:.2f}" if base else "-"
-        f = (lambda v: "-" if v is None else f"{v:.2f}")
         print(f"| {r['sessions']} | {r['completed']} | {r['tokens_per_s']:.1f} | {x} | {f(r['delay_p50_s'])} | "
               f"{f(r['delay_p95_s'])} | {f(r['commit_latency_avg_s'])} | {r['audio_received_min_s']:.1f}/"
               f"{r['audio_sent_s']:.1f} | {len(r['errors'])} |")
