@@ -335,6 +335,7 @@ class ASRStats:
     dropped_fragments: int = 0  # utterances with too little voiced audio, dropped undecoded
     dropped_segments: int = 0  # decoded segments rejected as non-speech / stock phrases on weak evidence
     dropped_unvoiced: int = 0  # words lying outside every VAD speech region
+    full_window_retries: int = 0  # flushes decoded again with the full 30 s window after an empty decode
     max_buffer_s: float = 0.0
 
     @property
@@ -440,13 +441,15 @@ class StreamingASR:
         text = "".join(w.text for w in self.committed if w.end <= t0 + 1e-3)
         return text[-self.config.prompt_chars :].strip() or None
 
-    def _transcribe(self, start: int = 0, prompt: str | None = None) -> list[tuple[Word, int]]:
+    def _transcribe(self, start: int = 0, prompt: str | None = None, window: float = 0.0
+                    ) -> list[tuple[Word, int]]:
         """Words of the buffer from sample ``start`` on, as (word in stream time, buffer end position).
 
         The whole buffer is prompted with the committed text before it; a tail decode gets ``prompt``."""
         cfg = self.config
         audio = self._buf[start:]
-        with _encoder_window(window_for(len(audio) / SR, cfg.min_window_s) if self._windowed else 30.0):
+        window = window or (window_for(len(audio) / SR, cfg.min_window_s) if self._windowed else 30.0)
+        with _encoder_window(window):
             segments, _ = self.model.transcribe(
                 audio, language=cfg.language or None, beam_size=cfg.beam_size, word_timestamps=True,
                 vad_filter=False, condition_on_previous_text=False, temperature=0.0,
@@ -548,6 +551,11 @@ class StreamingASR:
         t0 = self._timer()
         hyp = self._new_words(self._transcribe()) if len(self._buf) >= int(0.1 * SR) else []
         if flush:  # the utterance is over: commit everything new
+            if not hyp and self._windowed and self._voiced_s(self._to_stream(self._committed_b / SR), self._t) \
+                    >= self.config.min_speech_s:
+                # a short window can make Whisper end a short buffer's decode at once; the full one does not
+                self.stats.full_window_retries += 1
+                hyp = self._new_words(self._transcribe(window=30.0))
             self._hyp = []
             return self._commit(hyp + self._decode_rest(hyp))
         self._pass_cost = 0.7 * self._pass_cost + 0.3 * (self._timer() - t0) if self._pass_cost else \
