@@ -19,8 +19,10 @@ import functools
 import logging
 import os
 import re
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,16 @@ SR = 16000
 _VAD_WINDOW = 512  # Silero's window at 16 kHz (32 ms)
 
 BUNDLED_ASR = ("tiny.en", "base")
+
+# What Whisper says over non-speech (music, noise, breath, a click): trained on subtitles, it fills such audio with
+# their stock lines. Only dropped when the audio evidence is weak, so a speaker saying "thank you" is kept.
+STOCK_PHRASES = frozenset({
+    "you", "thank you", "thank you very much", "thank you so much", "thanks", "thanks for watching",
+    "thank you for watching", "thanks for watching and see you next time", "please subscribe", "bye", "bye bye",
+    "goodbye", "okay", "ok", "oh", "so", "uh", "um", "hmm", "mm", "ah", "huh", "all right", "alright", "welcome",
+    "please", "the end", "i'm sorry", "sorry", "yeah", "yes", "no", "i", "and", "the", "music", "applause",
+    "laughter", "silence", "see you next time", "see you in the next video", "i'll see you next time",
+})
 
 
 @dataclass
@@ -53,22 +65,57 @@ class ASRConfig:
     beam_size: int = field(default=1, metadata={"help": "Whisper beam size (1 = greedy, fastest)"})
     min_chunk_s: float = field(default=1.0, metadata={"help": "re-transcribe the buffer every this much new audio"})
     buffer_max_s: float = field(default=15.0, metadata={"help": "trim the buffer at a committed boundary past this"})
+    context_s: float = field(
+        default=4.0,
+        metadata={"help": "keep at most this much already committed audio in the buffer (cut at a committed word "
+                          "end; the text before it is the prompt): each pass then decodes fewer tokens; 0 = keep up "
+                          "to buffer_max_s"},
+    )
+    max_interval_s: float = field(
+        default=2.0, metadata={"help": "adaptive cadence: never wait longer than this much speech between passes"},
+    )
     vad: bool = field(default=True, metadata={"help": "gate silence with Silero VAD (no text from silence)"})
     vad_threshold: float = field(default=0.5, metadata={"help": "Silero speech probability threshold"})
     pause_s: float = field(default=0.3, metadata={"help": "silence that ends an utterance (flushes its words)"})
+    cadence: str = field(
+        default="adaptive",
+        metadata={"help": "adaptive: space re-transcription passes so ASR compute stays near target_rtf of real "
+                          "time (follows the machine's speed); fixed: a pass every min_chunk_s of speech (never "
+                          "reads the clock: deterministic, what the tests use)"},
+    )
     target_rtf: float = field(
         default=0.15,
-        metadata={"help": "space out re-transcription passes so ASR compute stays under this fraction of real time "
-                          "(0 = fixed min_chunk_s cadence)"},
+        metadata={"help": "adaptive cadence: the fraction of real time ASR compute may take (0 = fixed cadence)"},
     )
     warmup_s: float = field(
-        default=10.0,
-        metadata={"help": "commit nothing until the buffer holds this much audio (s): a stream's first "
-                          "sentence decoded without neighbours is Whisper's worst case (0 = commit from the "
-                          "first pause; capped at buffer_max_s - 2 x min_chunk_s)"},
+        default=0.0,
+        metadata={"help": "commit nothing until the buffer holds this much audio (s); 0 = commit from the first "
+                          "agreement (the old default 10 trades first-sentence latency for context)"},
     )
     warmup_pause_s: float = field(
         default=1.5, metadata={"help": "a pause this long ends the warm-up early (a short spoken question)"},
+    )
+    min_speech_s: float = field(
+        default=0.3,
+        metadata={"help": "an utterance with less voiced audio than this is dropped undecoded (clicks, breaths: "
+                          "Whisper invents sentences for such fragments)"},
+    )
+    no_speech_threshold: float = field(
+        default=0.6, metadata={"help": "drop a segment whose no-speech probability is above this ..."},
+    )
+    log_prob_threshold: float = field(
+        default=-1.0, metadata={"help": "... and whose average token log-probability is below this"},
+    )
+    stock_phrase_filter: bool = field(
+        default=True,
+        metadata={"help": "drop Whisper's stock phrases on non-speech ('Thank you.', 'you', ...) when the audio "
+                          "evidence is weak"},
+    )
+    min_window_s: float = field(
+        default=10.0,
+        metadata={"help": "encode the buffer in a window of at least this many seconds, grown in 5 s steps to "
+                          "cover it + 1 s, instead of Whisper's full 30 s (encoder CPU falls ~2.5x on real speech "
+                          "for the same WER); 30 = always the full window"},
     )
     prompt_chars: int = field(default=200, metadata={"help": "committed text passed as Whisper's prompt"})
 
@@ -78,6 +125,10 @@ class ASRConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.buffer_max_s < 2 * self.min_chunk_s:
             raise ValueError(f"buffer_max_s ({self.buffer_max_s}) must be >= 2 x min_chunk_s ({self.min_chunk_s})")
+        if self.context_s < 0:
+            raise ValueError(f"context_s must be >= 0, got {self.context_s}")
+        if not self.max_interval_s > 0:
+            raise ValueError(f"max_interval_s must be > 0, got {self.max_interval_s}")
         if not self.warmup_s >= 0:
             raise ValueError(f"warmup_s must be >= 0, got {self.warmup_s}")
         if not self.warmup_pause_s >= self.pause_s:
@@ -88,6 +139,12 @@ class ASRConfig:
             raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
         if self.target_rtf < 0:
             raise ValueError(f"target_rtf must be >= 0, got {self.target_rtf}")
+        if self.cadence not in ("adaptive", "fixed"):
+            raise ValueError(f"cadence must be 'adaptive' or 'fixed', got {self.cadence!r}")
+        if self.min_speech_s < 0:
+            raise ValueError(f"min_speech_s must be >= 0, got {self.min_speech_s}")
+        if not 1 <= self.min_window_s <= 30:
+            raise ValueError(f"min_window_s must be in [1, 30], got {self.min_window_s}")
         if self.cpu_threads < 0:
             raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
 
@@ -190,6 +247,47 @@ def _vad_model() -> Any:
     return get_vad_model()
 
 
+# -- a shorter encoder window -----------------------------------------------------------------------------------
+_WINDOW = threading.local()  # encoder frames for the current thread's decode (0 = Whisper's full 3000)
+
+
+def _install_window(model: Any) -> bool:
+    """Let this faster-whisper model encode fewer than 3000 frames when a decode asks for it.
+
+    faster-whisper pads every window to 30 s before the encoder, whose cost dominates a streaming pass; the
+    CTranslate2 encoder accepts a shorter input. The patch is per model instance and per thread (the model is
+    shared), and a no-op unless :func:`_encoder_window` is active. Returns False for models without ``encode``."""
+    if getattr(model, "_adasr_window", False):
+        return True
+    orig = getattr(model, "encode", None)
+    if orig is None:
+        return False
+
+    def encode(features: np.ndarray) -> Any:
+        n = getattr(_WINDOW, "frames", 0)
+        if n and features.shape[-1] > n:
+            features = np.ascontiguousarray(features[..., :n])
+        return orig(features)
+
+    model.encode = encode
+    model._adasr_window = True
+    return True
+
+
+@contextmanager
+def _encoder_window(seconds: float):
+    _WINDOW.frames = int(round(min(seconds, 30.0) * 100)) if seconds < 30 else 0
+    try:
+        yield
+    finally:
+        _WINDOW.frames = 0
+
+
+def window_for(audio_s: float, min_window_s: float) -> float:
+    """Encoder window for a decode of ``audio_s``: >= min_window_s, in 5 s steps covering audio + 1 s."""
+    return min(30.0, max(min_window_s, 5.0 * np.ceil((audio_s + 1.0) / 5.0)))
+
+
 # -- repetition guard --------------------------------------------------------------------------------------------
 def drop_repeats(committed: list[Word], new: list[Word], max_n: int = 6, max_n_within: int = 16) -> list[Word]:
     """Drop new words that continue a repetition loop (Whisper's classic failure).
@@ -234,6 +332,10 @@ class ASRStats:
     words: int = 0
     dropped_repeats: int = 0
     tail_passes: int = 0  # flushes whose decode stopped early and whose rest was decoded again
+    dropped_fragments: int = 0  # utterances with too little voiced audio, dropped undecoded
+    dropped_segments: int = 0  # decoded segments rejected as non-speech / stock phrases on weak evidence
+    dropped_unvoiced: int = 0  # words lying outside every VAD speech region
+    full_window_retries: int = 0  # flushes decoded again with the full 30 s window after an empty decode
     max_buffer_s: float = 0.0
 
     @property
@@ -259,10 +361,15 @@ class StreamingASR:
 
     PAD_S = 0.3  # silence kept before an utterance onset / after its last voiced frame
     TAIL_S = 0.7  # speech a flush decode may leave uncovered (beyond the closing pause) before it is re-decoded
+    CONTEXT_S = 1.0  # audio before the uncovered rest decoded with it
 
-    def __init__(self, model: Any, config: ASRConfig | None = None):
+    def __init__(self, model: Any, config: ASRConfig | None = None, timer: Callable[[], float] | None = None):
+        """``timer`` measures compute (stats, adaptive cadence): wall time by default; a benchmark on a shared
+        machine may pass ``time.process_time`` (valid while this process does nothing else)."""
         self.model = model
+        self._timer = timer or time.perf_counter
         self.config = config or ASRConfig()
+        self._windowed = self.config.min_window_s < 30 and _install_window(model)
         self.stats = ASRStats()
         self.committed: list[Word] = []
         self._buf = np.zeros(0, np.float32)
@@ -277,7 +384,11 @@ class StreamingASR:
         self._since_pass = 0.0  # speech seconds appended since the last pass
         self._pass_cost = 0.0  # running estimate of one Whisper pass (s)
         self._sentence_cuts: list[int] = []  # buffer positions right after committed sentence ends
+        self._word_cuts: list[int] = []  # buffer positions right after committed words
         self._committed_b = 0  # buffer position of the end of the last committed word
+        self._voiced: list[list[float]] = []  # VAD speech runs [t0, t1] in stream time (evidence for words)
+        self._utt_voiced = 0.0  # voiced seconds in the open utterance
+        self._utt_b0 = 0  # buffer position where the open utterance (with its pre-roll) starts
 
     # buffer <-> stream time -----------------------------------------------------------------------------------
     def _to_stream(self, b: float) -> float:
@@ -305,7 +416,24 @@ class StreamingASR:
         self._buf = self._buf[n:]
         self._anchors = [(0, t_new0)] + [(o - n, t) for o, t in self._anchors if o > n]
         self._sentence_cuts = [c - n for c in self._sentence_cuts if c > n]
+        self._word_cuts = [c - n for c in self._word_cuts if c > n]
         self._committed_b = max(0, self._committed_b - n)
+        self._utt_b0 = max(0, self._utt_b0 - n)
+        self._voiced = [v for v in self._voiced if v[1] > t_new0 - 1.0]
+
+    def _drop_utterance(self) -> None:
+        """Forget the open utterance without decoding it (too little voiced audio to be speech)."""
+        b0 = max(self._utt_b0, self._committed_b)
+        t0 = self._to_stream(b0 / SR)
+        self._buf = self._buf[:b0]
+        self._anchors = [(o, t) for o, t in self._anchors if o < b0] if b0 else []
+        self._voiced = [v for v in self._voiced if v[0] < t0 - 1e-6]
+        self._hyp = []
+        self.stats.dropped_fragments += 1
+
+    def _voiced_s(self, t0: float, t1: float, pad: float = 0.0) -> float:
+        """Seconds of VAD speech (each run widened by ``pad``) inside [t0, t1]."""
+        return sum(max(0.0, min(t1, b + pad) - max(t0, a - pad)) for a, b in self._voiced)
 
     # Whisper ------------------------------------------------------------------------------------------------
     def _prompt(self) -> str | None:
@@ -313,44 +441,82 @@ class StreamingASR:
         text = "".join(w.text for w in self.committed if w.end <= t0 + 1e-3)
         return text[-self.config.prompt_chars :].strip() or None
 
-    def _transcribe(self, start: int = 0, prompt: str | None = None) -> list[tuple[Word, int]]:
+    def _transcribe(self, start: int = 0, prompt: str | None = None, window: float = 0.0
+                    ) -> list[tuple[Word, int]]:
         """Words of the buffer from sample ``start`` on, as (word in stream time, buffer end position).
 
         The whole buffer is prompted with the committed text before it; a tail decode gets ``prompt``."""
         cfg = self.config
-        segments, _ = self.model.transcribe(
-            self._buf[start:], language=cfg.language or None, beam_size=cfg.beam_size, word_timestamps=True,
-            vad_filter=False, condition_on_previous_text=False, temperature=0.0,
-            initial_prompt=self._prompt() if start == 0 else prompt, without_timestamps=False,
-        )
+        audio = self._buf[start:]
+        window = window or (window_for(len(audio) / SR, cfg.min_window_s) if self._windowed else 30.0)
+        with _encoder_window(window):
+            segments, _ = self.model.transcribe(
+                audio, language=cfg.language or None, beam_size=cfg.beam_size, word_timestamps=True,
+                vad_filter=False, condition_on_previous_text=False, temperature=0.0,
+                initial_prompt=self._prompt() if start == 0 else prompt, without_timestamps=False,
+            )
+            segments = list(segments)  # the generator decodes lazily: run it inside the window
         b0 = start / SR
         out: list[tuple[Word, int]] = []
         for seg in segments:
-            if seg.no_speech_prob > 0.8 and seg.avg_logprob < -1.0:
-                continue  # Whisper itself is sure there is no speech
-            for w in seg.words or []:
-                if not normalize_word(w.word):  # bare punctuation: glue it to the previous word
-                    if out:
-                        out[-1][0].text += w.word.strip()
+            words = [(Word(self._to_stream(b0 + w.start), self._to_stream(b0 + w.end), w.word, w.probability),
+                      start + int(round(w.end * SR))) for w in seg.words or []]
+            span = (self._to_stream(b0 + seg.start), self._to_stream(b0 + seg.end))
+            if not self._segment_ok(seg, [w for w, _ in words], span):
+                self.stats.dropped_segments += 1
+                continue
+            for word, b in words:
+                if not word.norm:  # bare punctuation: glue it to the previous word (once: not Whisper's "....")
+                    mark = word.text.strip()[:1]
+                    if out and mark and not out[-1][0].text.endswith(mark):
+                        out[-1][0].text += mark
                     continue
-                word = Word(self._to_stream(b0 + w.start), self._to_stream(b0 + w.end), w.word, w.probability)
-                out.append((word, start + int(round(w.end * SR))))
+                if cfg.vad and self._voiced_s(word.start, word.end, pad=0.15) <= 0:
+                    self.stats.dropped_unvoiced += 1  # e.g. text "heard" in the pre-roll or a closing pause
+                    continue
+                out.append((word, b))
         self.stats.passes += 1
         return out
+
+    def _segment_ok(self, seg: Any, words: list[Word], span: tuple[float, float] | None = None) -> bool:
+        """Is a decoded segment speech? Whisper's own no-speech rule, then audio evidence for stock phrases and
+        for more words than the voiced audio under them can hold (text invented for a fragment)."""
+        cfg = self.config
+        if seg.no_speech_prob > cfg.no_speech_threshold and seg.avg_logprob < cfg.log_prob_threshold:
+            return False
+        spoken = [w for w in words if w.norm]
+        if not spoken or not cfg.vad:
+            return True
+        t0, t1 = spoken[0].start, spoken[-1].end
+        if span is not None:  # word times can bunch up; the segment's own span bounds them too
+            t0, t1 = min(t0, span[0]), max(t1, span[1])
+        voiced = self._voiced_s(t0, t1, pad=0.1)
+        if len(spoken) > 2 and len(spoken) > 6.0 * voiced + 2:
+            return False  # faster than anyone speaks: the words were not in the audio
+        if not cfg.stock_phrase_filter or " ".join(w.norm for w in spoken) not in STOCK_PHRASES:
+            return True
+        weak = (seg.avg_logprob < -0.5 or seg.no_speech_prob > 0.2 or voiced < 0.6 * max(t1 - t0, 0.3)
+                or float(np.mean([w.probability for w in spoken])) < 0.6)
+        return not weak
 
     def _decode_rest(self, hyp: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
         """Words in the part of the buffer a flush decode left uncovered.
 
         Whisper sometimes ends a decode early (the end-of-text token comes while seconds of speech remain);
-        on a flush that speech would be lost for good, so the uncovered rest is decoded on its own, prompted
-        with the text before it."""
+        on a flush that speech would be lost for good, so the uncovered rest is decoded again - only when it
+        holds at least ``TAIL_S`` of VAD speech, and with ``CONTEXT_S`` of audio before it (a fragment decoded
+        alone is where Whisper invents whole sentences), prompted with the text before that."""
         covered = max(hyp[-1][1] if hyp else 0, self._committed_b)
         if len(self._buf) - covered <= (self.config.pause_s + self.TAIL_S) * SR:
             return []
+        if self.config.vad and self._voiced_s(self._to_stream(covered / SR), self._t) < self.TAIL_S:
+            return []
         self.stats.tail_passes += 1
-        before = words_text(self.committed) + "".join(w.text for w, _ in hyp)
         last = hyp[-1][0].end if hyp else (self.committed[-1].end if self.committed else -1.0)
-        rest = self._transcribe(covered, before[-self.config.prompt_chars:].strip() or None)
+        start = max(0, covered - int(self.CONTEXT_S * SR))
+        t_start = self._to_stream(start / SR)
+        before = "".join(w.text for w in self.committed + [w for w, _ in hyp] if w.end <= t_start + 1e-3)
+        rest = self._transcribe(start, before[-self.config.prompt_chars:].strip() or None)
         return [h for h in rest if h[0].start > last - 0.1]
 
     def _new_words(self, hyp: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
@@ -373,6 +539,7 @@ class StreamingASR:
         for w, b in hyp:
             if id(w) in keep_ids:
                 self._committed_b = max(self._committed_b, b)
+                self._word_cuts.append(b)
                 if w.text.strip().endswith((".", "?", "!")):
                     self._sentence_cuts.append(b)
         self.committed.extend(kept)
@@ -381,13 +548,18 @@ class StreamingASR:
 
     def _pass(self, flush: bool) -> list[Word]:
         self._since_pass = 0.0
-        t0 = time.perf_counter()
+        t0 = self._timer()
         hyp = self._new_words(self._transcribe()) if len(self._buf) >= int(0.1 * SR) else []
         if flush:  # the utterance is over: commit everything new
+            if not hyp and self._windowed and self._voiced_s(self._to_stream(self._committed_b / SR), self._t) \
+                    >= self.config.min_speech_s:
+                # a short window can make Whisper end a short buffer's decode at once; the full one does not
+                self.stats.full_window_retries += 1
+                hyp = self._new_words(self._transcribe(window=30.0))
             self._hyp = []
             return self._commit(hyp + self._decode_rest(hyp))
-        self._pass_cost = 0.7 * self._pass_cost + 0.3 * (time.perf_counter() - t0) if self._pass_cost else \
-            time.perf_counter() - t0
+        self._pass_cost = 0.7 * self._pass_cost + 0.3 * (self._timer() - t0) if self._pass_cost else \
+            self._timer() - t0
         if self._warming():  # keep the hypothesis for the agreement, commit nothing yet
             self._hyp = hyp
             return []
@@ -410,7 +582,13 @@ class StreamingASR:
         return not self.committed and len(self._buf) < limit * SR
 
     def _bound_buffer(self) -> None:
-        """Keep the buffer under ``buffer_max_s``: cut at a committed sentence end, else at the last commit."""
+        """Keep the buffer under ``buffer_max_s``: cut at a committed sentence end, else at the last commit;
+        with ``context_s``, also drop committed audio older than that (at a committed word end)."""
+        if self.config.context_s and not self._warming():
+            keep = self._committed_b - int(self.config.context_s * SR)
+            cands = [c for c in self._word_cuts if c <= keep]
+            if cands:
+                self._cut(max(cands))
         limit = int(self.config.buffer_max_s * SR)
         if len(self._buf) <= limit:
             return
@@ -437,15 +615,15 @@ class StreamingASR:
         return max(last, self._to_stream(0.0))
 
     def _due(self) -> bool:
-        """Is a LocalAgreement pass due? Every ``min_chunk_s`` of speech while the compute budget
-        (``target_rtf`` x audio so far) allows it, and at least three times per buffer span regardless."""
+        """Is a LocalAgreement pass due? Fixed cadence: every ``min_chunk_s`` of speech (never reads the clock).
+        Adaptive: every ``pass cost / target_rtf`` of speech (the measured cost of recent passes), within
+        [``min_chunk_s``, ``max_interval_s``]: a slow or loaded machine gets fewer passes, never none for long."""
         cfg = self.config
         if self._since_pass < cfg.min_chunk_s:
             return False
-        if cfg.target_rtf <= 0 or self._since_pass >= cfg.buffer_max_s / 3:
+        if cfg.cadence == "fixed" or cfg.target_rtf <= 0:
             return True
-        # keep one more pass in reserve: the utterance's flush will need it
-        return self.stats.compute_s + 2 * self._pass_cost <= cfg.target_rtf * self.stats.audio_s
+        return self._since_pass >= min(cfg.max_interval_s, self._pass_cost / cfg.target_rtf)
 
     # public -------------------------------------------------------------------------------------------------
     def push(self, x: np.ndarray) -> ASRUpdate:
@@ -453,7 +631,7 @@ class StreamingASR:
         x = np.asarray(x, dtype=np.float32).reshape(-1)
         if x.size == 0:
             return ASRUpdate([])
-        t_start = time.perf_counter()
+        t_start = self._timer()
         self.stats.audio_s += len(x) / SR
         data = np.concatenate([self._tail, x])
         n = len(data) // _VAD_WINDOW * _VAD_WINDOW
@@ -468,57 +646,79 @@ class StreamingASR:
                 probs = np.asarray(_vad_model()(data[:n])).reshape(-1)
             else:
                 probs = np.ones(n // _VAD_WINDOW, np.float32)
-            neg = max(cfg.vad_threshold - 0.15, 0.01)
             for k, p in enumerate(probs):
-                w = data[k * _VAD_WINDOW : (k + 1) * _VAD_WINDOW]
                 t0 = t_data0 + k * _VAD_WINDOW / SR
-                t1 = t0 + _VAD_WINDOW / SR
-                voiced = p >= cfg.vad_threshold or (self._in_speech and p >= neg)
-                if voiced:
-                    if not self._in_speech:  # onset: bring the pre-roll along
-                        self._in_speech = True
-                        if not self._utt_open:
-                            self._since_pass = 0.0
-                        for ht, hw in self._held:
-                            self._append(hw, ht)
-                        self._held = []
-                    self._append(w, t0)
-                    self._last_voice_t = t1
-                    self._utt_open = True
-                elif self._in_speech and t1 - self._last_voice_t < cfg.pause_s:
-                    self._append(w, t0)  # a short pause inside the utterance
-                elif self._in_speech and self._warming():  # too little context yet: the next utterance joins
-                    self._in_speech = False  # _utt_open stays: the utterance is ended but not flushed
-                    self._held.append((t0, w))
-                elif self._in_speech or (self._utt_open and t1 - self._last_voice_t >= cfg.warmup_pause_s):
-                    # the utterance has ended (or a warm-up was cut short by a long pause): flush it now
-                    self._in_speech = False
-                    out += self._pass(flush=True)
-                    self._utt_open = False
-                    ended = True
-                    self._bound_buffer()
-                else:
-                    self._held.append((t0, w))
-                    while len(self._held) * _VAD_WINDOW > self.PAD_S * SR:
-                        self._held.pop(0)
+                words, end = self._window(data[k * _VAD_WINDOW : (k + 1) * _VAD_WINDOW], t0, float(p))
+                out += words
+                ended = ended or end
             if self._utt_open and self._due():
                 out += self._pass(flush=False)
             self._bound_buffer()
         self.stats.max_buffer_s = max(self.stats.max_buffer_s, len(self._buf) / SR)
-        self.stats.compute_s += time.perf_counter() - t_start
+        self.stats.compute_s += self._timer() - t_start
         return ASRUpdate(out, utterance_end=ended)
+
+    def _window(self, w: np.ndarray, t0: float, p: float) -> tuple[list[Word], bool]:
+        """One VAD window (speech probability ``p``) into the utterance state machine; (words, utterance ended)."""
+        cfg = self.config
+        t1 = t0 + _VAD_WINDOW / SR
+        neg = max(cfg.vad_threshold - 0.15, 0.01)
+        if p >= cfg.vad_threshold or (self._in_speech and p >= neg):
+            if not self._in_speech:  # onset: bring the pre-roll along
+                self._in_speech = True
+                if not self._utt_open:
+                    self._since_pass = 0.0
+                    self._utt_b0 = len(self._buf)
+                for ht, hw in self._held:
+                    self._append(hw, ht)
+                self._held = []
+            self._append(w, t0)
+            self._last_voice_t = t1
+            self._utt_open = True
+            self._utt_voiced += t1 - t0
+            if self._voiced and abs(self._voiced[-1][1] - t0) < 1e-6:
+                self._voiced[-1][1] = t1
+            else:
+                self._voiced.append([t0, t1])
+        elif self._in_speech and t1 - self._last_voice_t < cfg.pause_s:
+            self._append(w, t0)  # a short pause inside the utterance
+        elif self._in_speech and self._warming():  # too little context yet: the next utterance joins
+            self._in_speech = False  # _utt_open stays: the utterance is ended but not flushed
+            self._held.append((t0, w))
+        elif self._in_speech or (self._utt_open and t1 - self._last_voice_t >= cfg.warmup_pause_s):
+            # the utterance has ended (or a warm-up was cut short by a long pause): flush it now
+            self._in_speech = False
+            words = self._end_utterance()
+            self._bound_buffer()
+            return words, True
+        else:
+            self._held.append((t0, w))
+            while len(self._held) * _VAD_WINDOW > self.PAD_S * SR:
+                self._held.pop(0)
+        return [], False
+
+    def _end_utterance(self) -> list[Word]:
+        """Flush the open utterance: commit all its words, or drop it undecoded when it is a mere fragment."""
+        if self._utt_voiced < self.config.min_speech_s and not self._hyp:
+            self._drop_utterance()
+            out: list[Word] = []
+        else:
+            out = self._pass(flush=True)
+        self._utt_open = False
+        self._utt_voiced = 0.0
+        return out
 
     def finish(self) -> ASRUpdate:
         """End of audio: transcribe and commit whatever speech is still pending."""
-        t0 = time.perf_counter()
+        t0 = self._timer()
         if self._utt_open and self._tail.size:
             self._append(self._tail, self._t)
         self._tail = np.zeros(0, np.float32)
-        out = self._pass(flush=True) if self._utt_open else []
+        out = self._end_utterance() if self._utt_open else []
         self._utt_open = self._in_speech = False
         self._buf = np.zeros(0, np.float32)
         self._anchors = []
-        self.stats.compute_s += time.perf_counter() - t0
+        self.stats.compute_s += self._timer() - t0
         return ASRUpdate(out, utterance_end=True)
 
 

