@@ -18,9 +18,6 @@ from adasr_mm.chunks import TimedChunk
 
 from .asr import SR, ASRConfig, StreamingASR, Word, load_whisper, words_text
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif")
-MEDIA_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi")
-
 
 @dataclass
 class AudioAdapterConfig:

@@ -21,8 +21,6 @@ from adasr_mm.chunks import TimedChunk
 
 from .describers import DESCRIBERS, Describer, make_describer
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".gif")
-
 
 @dataclass
 class VideoConfig:
@@ -350,5 +348,5 @@ class VideoSource:
         yield from self._release(stream.finish(end))
 
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoConfig", "VideoSource", "VideoStream", "VideoStreamStats",
+__all__ = ["VideoConfig", "VideoSource", "VideoStream", "VideoStreamStats",
            "describer_from_config", "file_frames", "resize_max_side", "to_rgb_uint8"]
