@@ -355,7 +355,7 @@ class Scheduler:
         yield from s.finish_iter(
             stream_end=end if timed else None, extra=extra, pending=[c for _, c in pending],
             pending_available=[t for t, _ in pending], end_known=q.closed_at if timed else None,
-            answer_within_s=self.cfg.answer_within_s)
+            answer_within_s=self.cfg.answer_within_s, prior_tokens_per_s=self.cfg.tokens_per_s)
         if q.error is not None:  # the session ended on what was read; the caller still learns why it stopped
             raise _as_input_error(q.error)
 

@@ -72,6 +72,7 @@ class _FinishSpec:
     pending_available: Sequence[float] | None
     end_known: float | None
     answer_within_s: float
+    prior_tokens_per_s: float | None = None
 
 
 @dataclass
@@ -273,7 +274,8 @@ class Session:
 
     def finish_iter(self, stream_end: float | None = None, extra: dict | None = None,
                     pending: Sequence[TimedChunk] = (), pending_available: Sequence[float] | None = None,
-                    end_known: float | None = None, answer_within_s: float = 0.0) -> Iterator[Event]:
+                    end_known: float | None = None, answer_within_s: float = 0.0,
+                    prior_tokens_per_s: float | None = None) -> Iterator[Event]:
         """End the stream: deep reasoning, answer, summary (yielded as produced); ``self.result`` is set after.
 
         ``extra``: figures from the chunk source (e.g. ASR real-time factor) added to the summary.
@@ -287,7 +289,8 @@ class Session:
         self._drain()
         self.start()
         self._finished = True
-        spec = _FinishSpec(stream_end, extra or {}, list(pending), pending_available, end_known, answer_within_s)
+        spec = _FinishSpec(stream_end, extra or {}, list(pending), pending_available, end_known, answer_within_s,
+                           prior_tokens_per_s)
         yield from self._record(self._finish(spec))
 
     def _read_pending(self, spec: _FinishSpec) -> Iterator[Event]:
@@ -308,11 +311,16 @@ class Session:
             self._caught_up += len(spec.pending)
 
     def _deep_budget(self, budget: int, spec: _FinishSpec, t_end_stream: float) -> tuple[int, bool]:
-        """The deep cap that keeps the first answer token within ``answer_within_s`` of the stream end."""
-        if spec.answer_within_s <= 0 or not self._step_s:
+        """The deep cap that keeps the first answer token within ``answer_within_s`` of the stream end.
+
+        The step time is this session's measured decode speed, else the caller's prior (a stream read only at its
+        end has decoded nothing yet); 15% of the time left is kept as margin (steps slow down as the context grows).
+        """
+        step = self._step_s or (1.0 / spec.prior_tokens_per_s if spec.prior_tokens_per_s else None)
+        if spec.answer_within_s <= 0 or not step:
             return budget, False
         left = spec.answer_within_s - (self.clock.now() - t_end_stream)
-        fit = int(left / self._step_s) - 2  # the closing </think> and the first answer token are two more steps
+        fit = int(0.85 * left / step) - 2  # the closing </think> and the first answer token are two more steps
         return (max(1, fit), True) if fit < budget else (budget, False)
 
     def _finish(self, spec: _FinishSpec) -> Iterator[Event]:

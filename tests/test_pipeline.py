@@ -150,6 +150,10 @@ def test_answer_deadline_caps_deep_reasoning(slow):
     assert not free_s.result.summary.deep_cut and free_s.result.summary.deep_tokens == 120
     sm = cut_s.result.summary
     assert sm.deep_cut and 1 <= sm.deep_tokens <= 20  # 1.0 s at ~20 tokens/s, minus what the drain used
+    # one chunk, read only with the end marker: nothing decoded yet, so the prior decode speed sets the cap
+    one_s, _ = _run(slow(0.05, **kw), chunks[:1], "simulated", PipelineConfig(answer_within_s=1.0))
+    assert one_s.result.summary.thoughts == 0
+    assert one_s.result.summary.deep_cut and one_s.result.summary.deep_tokens <= 20
 
 
 def test_a_failing_producer_ends_the_session_on_what_was_read(slow):
