@@ -17,6 +17,14 @@ from .config import AppSettings, load_settings
 log = logging.getLogger(__name__)
 
 
+def _check_overrides(overrides: list[str]) -> None:
+    from adasr_mm.errors import ConfigError
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"unexpected argument {bad[0]!r}: overrides are section.key=value")
+
+
 def add_app_args(p: argparse.ArgumentParser) -> None:
     from adasr_mm.config import add_config_flags
 
@@ -29,11 +37,8 @@ def add_app_args(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> AppSettings:
     from adasr_mm.config import apply_config_flags
-    from adasr_mm.errors import ConfigError
 
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"unexpected argument {bad[0]!r}: overrides are section.key=value")
+    _check_overrides(args.overrides)
     settings = apply_config_flags(load_settings(args.config, args.overrides), args)
     if args.share:
         settings.app.share = True
@@ -68,14 +73,11 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from adasr_mm.config import apply_config_flags
-    from adasr_mm.errors import ConfigError
 
     from .config import load_serve_settings
     from .serve import serve
 
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        raise ConfigError(f"unexpected argument {bad[0]!r}: overrides are section.key=value")
+    _check_overrides(args.overrides)
     settings = apply_config_flags(load_serve_settings(args.config, args.overrides), args)
     serve(settings, settings.serve, block=True)  # type: ignore[attr-defined]
     return 0
