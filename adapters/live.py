@@ -23,11 +23,13 @@ class LiveSource:
     live = True
 
     def __init__(self, asr_model: Any = None, asr_config: Any = None, audio_config: Any = None,
-                 video_config: Any = None, max_stream_s: float = 0.0, names: tuple[str, str] = ("microphone", "webcam")):
+                 video_config: Any = None, max_stream_s: float = 0.0, names: tuple[str, str] = ("microphone", "webcam"),
+                 origin: str = "the client"):
         self.asr_model, self.asr_config, self.audio_config, self.video_config = (
             asr_model, asr_config, audio_config, video_config)
         self.max_stream_s = max_stream_s
         self.names = names
+        self.origin = origin  # named in errors about malformed media
         self.duration: float | None = None
         self.clock: Any = None
         self.audio: Any = None
@@ -100,7 +102,7 @@ class LiveSource:
         if kind == "text":
             text, start, end = payload
             if not isinstance(text, str) or not text.strip():
-                raise InputError("bad text data: a text chunk must be a non-empty string")
+                raise InputError(f"bad text data from {self.origin}: a text chunk must be a non-empty string")
             end = t if end is None else float(end)
             return [TimedChunk(min(end, t if start is None else float(start)), end, text.strip(), source="text",
                                meta={"available_at": t})]
@@ -110,7 +112,7 @@ class LiveSource:
                 return list(stream.push(payload[1], payload[0]))
             return list(stream.push(payload[0], t if payload[1] is None else payload[1]))
         except ValueError as e:  # malformed samples or frames from a client
-            raise InputError(f"bad {kind} data: {e}") from None
+            raise InputError(f"bad {kind} data from {self.origin}: {e}") from None
 
     def __iter__(self) -> Iterator[TimedChunk]:
         n = 0

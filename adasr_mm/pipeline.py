@@ -341,7 +341,7 @@ class Scheduler:
             raise self.q.error  # KeyboardInterrupt / SystemExit from the producer
         if n == 0 and not self.session.chunks:
             if self.q.error is not None:
-                raise _as_input_error(self.q.error)
+                raise self.q.error
             raise InputError("the input produced no chunks (nothing to read: silence, or no speech or text)")
         yield from self._finish(pending)
 
@@ -350,19 +350,14 @@ class Scheduler:
         end = max([c.end for c in s.chunks] + [c.end for _, c in pending] + [q.duration or 0.0])
         extra = dict(q.stats)
         if q.error is not None:
-            extra["input_error"] = str(_as_input_error(q.error))
+            extra["input_error"] = str(q.error)
         timed = self.clock.media_timed
         yield from s.finish_iter(
             stream_end=end if timed else None, extra=extra, pending=[c for _, c in pending],
             pending_available=[t for t, _ in pending], end_known=q.closed_at if timed else None,
             answer_within_s=self.cfg.answer_within_s, prior_tokens_per_s=self.cfg.tokens_per_s)
         if q.error is not None:  # the session ended on what was read; the caller still learns why it stopped
-            raise _as_input_error(q.error)
-
-
-def _as_input_error(e: BaseException) -> BaseException:
-    """Input errors as they are; anything else (a bug in an adapter) is re-raised unchanged after the session."""
-    return e
+            raise q.error
 
 
 def iter_pipeline(session: Session, source: Iterable[TimedChunk], duration: float | None = None,

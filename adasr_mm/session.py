@@ -217,21 +217,8 @@ class Session:
         self.start()
         p, cfg, st = self.policy, self.policy.config, self.state
         t_start = self.clock.now()
-        read: list[tuple[int, TimedChunk, float, float, int]] = []
-        all_ids: list[int] = []
-        for chunk, available in zip(chunks, times, strict=True):
-            index = len(self.chunks)
-            chunk.index = index if chunk.index is None else chunk.index
-            self.chunks.append(chunk)
-            ids = p.protocol.chunk_ids(chunk)
-            self._chunk_ids.append(ids)
-            all_ids += ids
-            t_avail = t_start if available is None else float(available)
-            lag = max(0.0, t_start - t_avail)
-            self._lags.append(lag)
-            read.append((index, chunk, t_avail, lag, len(ids)))
-        if len(chunks) > 1:
-            self._caught_up += len(chunks)
+        read = self._register(chunks, times, t_start)
+        all_ids = [i for ids in self._chunk_ids[len(self._chunk_ids) - len(chunks):] for i in ids]
         if self.mode == "read-then-think":  # buffered; everything is read at finish()
             for index, chunk, t_avail, lag, n in read:
                 yield ChunkEvent(index, chunk, t_avail, t_start, t_start, n, lag)
@@ -293,22 +280,33 @@ class Session:
                            prior_tokens_per_s)
         yield from self._record(self._finish(spec))
 
-    def _read_pending(self, spec: _FinishSpec) -> Iterator[Event]:
-        t = self.clock.now()
-        times = list(spec.pending_available or [None] * len(spec.pending))
-        for chunk, available in zip(spec.pending, times, strict=True):
+    def _register(self, chunks: Sequence[TimedChunk], times: Sequence[float | None], t: float
+                  ) -> list[tuple[int, TimedChunk, float, float, int]]:
+        """Index, tokenise and time chunks read at clock time ``t``: (index, chunk, available, lag, tokens) each."""
+        read = []
+        for chunk, available in zip(chunks, times, strict=True):
             index = len(self.chunks)
             chunk.index = index if chunk.index is None else chunk.index
             self.chunks.append(chunk)
             ids = self.policy.protocol.chunk_ids(chunk)
             self._chunk_ids.append(ids)
             t_avail = t if available is None else float(available)
-            self._lags.append(max(0.0, t - t_avail))
+            lag = max(0.0, t - t_avail)
+            self._lags.append(lag)
+            read.append((index, chunk, t_avail, lag, len(ids)))
+        if len(chunks) > 1:
+            self._caught_up += len(chunks)
+        return read
+
+    def _read_pending(self, spec: _FinishSpec) -> Iterator[Event]:
+        t = self.clock.now()
+        times = list(spec.pending_available or [None] * len(spec.pending))
+        read = self._register(spec.pending, times, t)
+        for (index, chunk, t_avail, lag, n), ids in zip(read, self._chunk_ids[len(self._chunk_ids) - len(read):],
+                                                         strict=True):
             if self.mode == "stream":
                 self.policy.write_env(self.state, ids, "stream")  # prefilled with the end marker
-            yield ChunkEvent(index, chunk, t_avail, t, t, len(ids), max(0.0, t - t_avail))
-        if len(spec.pending) > 1:
-            self._caught_up += len(spec.pending)
+            yield ChunkEvent(index, chunk, t_avail, t, t, n, lag)
 
     def _deep_budget(self, budget: int, spec: _FinishSpec, t_end_stream: float) -> tuple[int, bool]:
         """The deep cap that keeps the first answer token within ``answer_within_s`` of the stream end.

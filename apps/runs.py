@@ -157,7 +157,8 @@ class LiveRun(Run):
 
         super().__init__(ctx, question, LiveClock())
         cfg = ctx.settings
-        self.source = LiveSource(ctx.asr_model, cfg.asr, cfg.audio, cfg.video, cfg.app.max_stream_s)
+        self.source = LiveSource(ctx.asr_model, cfg.asr, cfg.audio, cfg.video, cfg.app.max_stream_s,
+                                 origin="the browser")
         self.source.bind_clock(self.clock)
 
     # handler side ---------------------------------------------------------------------------------------------
@@ -199,11 +200,7 @@ class LiveRun(Run):
         return self.clock.now()
 
     def _work(self) -> None:
-        try:
-            self._stream(self.source, live=True)
-        except InputError as e:
-            raise InputError(str(e).replace("bad audio data:", "bad audio data from the browser:")
-                             .replace("bad frame data:", "bad frame data from the browser:")) from None
+        self._stream(self.source, live=True)
 
 
 class FileRun(Run):
