@@ -202,6 +202,11 @@ def _bundled_base_files() -> dict[str, Any]:
     return files
 
 
+def whisper_for(config: ASRConfig) -> Any:
+    """The shared (cached) Whisper model an :class:`ASRConfig` names."""
+    return load_whisper(config.model, config.device, config.compute_type, config.cpu_threads)
+
+
 @functools.lru_cache(maxsize=4)
 def load_whisper(model: str = "tiny.en", device: str = "auto", compute_type: str = "auto", cpu_threads: int = 0
                  ) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 
 from adasr_mm.chunks import TimedChunk
 
-from .asr import SR, ASRConfig, StreamingASR, Word, load_whisper, words_text
+from .asr import SR, ASRConfig, StreamingASR, Word, whisper_for, words_text
 
 
 @dataclass
@@ -110,8 +110,7 @@ class AudioStream:
     def __init__(self, asr_model: Any = None, asr_config: ASRConfig | None = None,
                  config: AudioAdapterConfig | None = None, source: str = "", now: Any = None, timer: Any = None):
         self.asr_config = asr_config or ASRConfig()
-        model = asr_model if asr_model is not None else load_whisper(
-            self.asr_config.model, self.asr_config.device, self.asr_config.compute_type, self.asr_config.cpu_threads)
+        model = asr_model if asr_model is not None else whisper_for(self.asr_config)
         self.asr = StreamingASR(model, self.asr_config, timer=timer)
         self.chunker = WordChunker(config, source)
         self.stats = AudioStreamStats()
@@ -208,8 +207,7 @@ class AudioSource:
 
     def prepare(self) -> None:
         """Load the ASR model now (cached), so loading is not counted as streaming latency."""
-        a = self.asr_config
-        load_whisper(a.model, a.device, a.compute_type, a.cpu_threads)
+        whisper_for(self.asr_config)
 
     def stats(self) -> dict[str, float]:
         return self.stream.stats.to_dict() if self.stream is not None else {}

@@ -53,10 +53,9 @@ class AVSource:
 
     def prepare(self) -> None:
         """Load the ASR model now (cached), so loading is not counted as streaming latency."""
-        from .asr import load_whisper
+        from .asr import whisper_for
 
-        a = self.asr_config
-        load_whisper(a.model, a.device, a.compute_type, a.cpu_threads)
+        whisper_for(self.asr_config)
 
     def stats(self) -> dict[str, float]:
         out: dict[str, float] = {}

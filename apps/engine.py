@@ -59,7 +59,7 @@ class Engine:
     """Loads the policy and the ASR model once; hands out connections and run slots."""
 
     def __init__(self, settings: AppSettings, agent: Any = None, asr_model: Any = None):
-        from adasr_mm.adapters.asr import load_whisper
+        from adasr_mm.adapters.asr import whisper_for
         from adasr_mm.agent import StreamingAgent
         from adasr_mm.pipeline import configure_threads
 
@@ -67,9 +67,7 @@ class Engine:
         self.settings = settings
         self.agent = agent if agent is not None else StreamingAgent.from_pretrained(config=settings)
         self.agent.config = settings
-        a = settings.asr
-        self.asr_model = asr_model if asr_model is not None else load_whisper(
-            a.model, a.device, a.compute_type, a.cpu_threads)
+        self.asr_model = asr_model if asr_model is not None else whisper_for(settings.asr)
         self.context = RunContext(self.agent, settings, self.asr_model, on_finished=self.run_finished)
         self.workdir = Path(tempfile.mkdtemp(prefix="adasr-app-"))
         self._conns: dict[str, Connection] = {}

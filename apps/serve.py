@@ -40,16 +40,14 @@ class RealtimeServer:
         if not serve.api_key and not is_loopback(serve.host):
             raise ConfigError(f"serving on {serve.host} (not loopback) needs --api-key: anyone who can reach the "
                               "port could use the models")
-        from adasr_mm.adapters.asr import load_whisper
+        from adasr_mm.adapters.asr import whisper_for
         from adasr_mm.agent import StreamingAgent
         from adasr_mm.pipeline import configure_threads
 
         configure_threads(settings)
         self.settings, self.serve = settings, serve
         self.agent = agent if agent is not None else StreamingAgent.from_pretrained(config=settings)
-        a = settings.asr
-        self.asr_model = asr_model if asr_model is not None else load_whisper(
-            a.model, a.device, a.compute_type, a.cpu_threads)
+        self.asr_model = asr_model if asr_model is not None else whisper_for(settings.asr)
         self.sessions: set[RealtimeSession] = set()
         self._lock = threading.Lock()
 
