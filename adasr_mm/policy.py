@@ -31,7 +31,8 @@ class PolicyConfig:
 
     policy: str | None = field(
         default=None,
-        metadata={"help": "HF hub id or local model dir; empty = the embedded SmolLM2-135M-Instruct"},
+        metadata={"help": "empty/default = the shipped trained adapter; base = the untrained embedded SmolLM2-135M; "
+                          "a HF hub id, a local model dir or a PEFT adapter dir"},
     )
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on CPU/GPU), float32, bfloat16 or float16"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps"})
@@ -153,7 +154,7 @@ class StreamingPolicy:
         model, tokenizer = load_causal_lm(config.policy, dtype=dtype, protocol_tokens=False)
         model.to(device)
         model.eval()
-        return cls(model, tokenizer, config, protocol, name=config.policy or "embedded:smollm2-135m")
+        return cls(model, tokenizer, config, protocol, name=config.policy or "default")
 
     # -- state -----------------------------------------------------------------------------------------------
     def new_state(self, seed: int | None = None) -> PolicyState:

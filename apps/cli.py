@@ -47,7 +47,7 @@ def settings_from_args(args: argparse.Namespace) -> AppSettings:
 
 def run_app(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    print(f"adasr-mm app: loading models (policy {settings.policy.policy or 'embedded SmolLM2-135M'}, "
+    print(f"adasr-mm app: loading models (policy {settings.policy.policy or 'default (trained LoRA on SmolLM2-135M)'}, "
           f"ASR {settings.asr.model}) ...", flush=True)
     from .launch import launch
 

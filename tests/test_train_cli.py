@@ -218,7 +218,8 @@ def test_eval_reports_the_library_numbers_on_the_held_out_split(embedded_dir, tm
     assert r.returncode == 0, r.stderr[-3000:]
     assert "eval on 2 held-out text streams" in r.stdout and "| trained/stream |" in r.stdout
     got = json.loads(out.read_text())
-    assert list(got) == ["trained/stream"]
+    assert [k for k in got if "/" in k] == ["trained/stream"]
+    assert [r["id"] for r in got["per_sample"]["trained/stream"]] == ["wp-1000000", "wp-1000001"]
     cfg = load_train_config(None, EVAL_CAPS)
     test = load_run_samples(cfg, "test", 2)
     assert [s.id for s in test] == ["wp-1000000", "wp-1000001"]
@@ -232,4 +233,4 @@ def test_eval_bad_inputs_are_clean_errors(tmp_path):
     assert_clean_error(cli("eval", "--checkpoint", tmp_path / "nope"), "is not a directory")
     assert_clean_error(cli("eval", "--checkpoint", tmp_path, "--n", "0"), "--n must be >= 1")
     assert_clean_error(cli("eval", "--checkpoint", tmp_path, "--n", "1", "--baseline", ""),
-                       "not a model directory (no config.json in it)")
+                       "neither a model directory (config.json) nor a PEFT adapter directory")

@@ -70,12 +70,14 @@ def train_command() -> tuple[str, Any, Any]:
 # -- eval --------------------------------------------------------------------------------------------------------
 def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--checkpoint", required=True, help="model dir to evaluate")
+    p.add_argument("--checkpoint", required=True,
+                   help="model dir or adapter dir to evaluate; 'default' = the shipped policy, 'base' = untrained")
     p.add_argument("--modality", choices=("text", "audio", "video"), default=None)
     p.add_argument("--mode", choices=("stream", "read-then-think", "both"), default="both")
     p.add_argument("--config", help="train YAML (data, caps, adapters)")
     p.add_argument("--n", type=int, default=16, help="held-out samples")
-    p.add_argument("--baseline", default="embedded", help="starting checkpoint to compare with ('' = none)")
+    p.add_argument("--baseline", default="base",
+                   help="starting checkpoint to compare with (base = the untrained embedded model, '' = none)")
     p.add_argument("--output", help="write the results as JSON")
 
 
@@ -83,15 +85,15 @@ def run_eval(a: argparse.Namespace) -> int:
     cfg = load_train_config(a.config, a.overrides)
     if a.modality:
         update_config(cfg, {"train": {"modality": a.modality}})  # type: ignore[arg-type]
-    if not Path(a.checkpoint).is_dir():
-        raise ConfigError(f"--checkpoint {a.checkpoint!r} is not a directory")
+    if a.checkpoint not in ("default", "base") and not Path(a.checkpoint).is_dir():
+        raise ConfigError(f"--checkpoint {a.checkpoint!r} is not a directory (or 'default' / 'base')")
     if a.n < 1:
         raise ConfigError(f"--n must be >= 1, got {a.n}")
     from .evaluate import evaluate_and_print
 
     modes = ("stream", "read-then-think") if a.mode == "both" else (a.mode,)
     evaluate_and_print(a.checkpoint, cfg, a.n, Path(a.output) if a.output else None,
-                       baseline=None if a.baseline in ("", "embedded") else a.baseline,
+                       baseline=a.baseline or None,
                        modes=modes, with_baseline=a.baseline != "")
     return 0
 

@@ -13,6 +13,7 @@ from typing import Any
 from adasr_mm.config import AdasrConfig, load_yaml, parse_override, sections, update_config
 from adasr_mm.errors import ConfigError
 
+from .lora import LoraStageConfig
 from .opd import OPDStageConfig
 from .rewards import RewardConfig
 from .trainer import RLStageConfig
@@ -29,10 +30,14 @@ class TrainRunConfig:
     n_train: int = field(default=32, metadata={"help": "training samples"})
     n_eval: int = field(default=16, metadata={"help": "held-out samples for the final evaluation (0 = skip)"})
     stages: str = field(default="sft,rl", metadata={"help": "comma list of stages, in order: sft, opd, rl"})
-    policy: str | None = field(default=None, metadata={"help": "starting model (hub id/dir); empty = embedded"})
+    policy: str | None = field(default=None, metadata={
+        "help": "starting model: hub id, model dir or adapter dir; empty = the untrained embedded SmolLM2 (base)"})
     output_dir: str = field(default="", metadata={"help": "run directory (default runs/train-<modality>)"})
     cache_dir: str = field(default="", metadata={"help": "chunk cache for audio/video (default user cache)"})
     seed: int = field(default=0, metadata={"help": "global seed"})
+    mix: str = field(default="", metadata={
+        "help": "a mixed training set, comma list of modality:source=n (text:builtin=128,audio:builtin:easy=32); "
+                "replaces modality/data/n_train for training, not for the held-out evaluation"})
 
     def __post_init__(self) -> None:
         if self.modality not in ("text", "audio", "video"):
@@ -42,8 +47,24 @@ class TrainRunConfig:
         if bad or not st or len(set(st)) < len(st) or st != sorted(st, key=STAGES.index):
             raise ValueError(f"stages must be a comma list of {', '.join(STAGES)} in this order, without repeats, "
                              f"got {self.stages!r}")
+        self.mix_parts()  # validates
         if self.n_train < 1 or self.n_eval < 0:
             raise ValueError(f"need n_train >= 1 and n_eval >= 0, got {self.n_train}/{self.n_eval}")
+
+    def mix_parts(self) -> list[tuple[str, str, int]]:
+        """``train.mix`` as ``[(modality, source, n)]`` (empty when unset)."""
+        parts = []
+        for item in (x.strip() for x in self.mix.split(",")):
+            if not item:
+                continue
+            spec, eq, n = item.rpartition("=")
+            modality, colon, source = spec.partition(":")
+            if not (eq and colon and source and n.strip().isdigit() and int(n) >= 1):
+                raise ValueError(f"train.mix part {item!r} must look like modality:source=n (text:builtin=64)")
+            if modality not in ("text", "audio", "video"):
+                raise ValueError(f"train.mix part {item!r}: modality must be text, audio or video")
+            parts.append((modality, source, int(n)))
+        return parts
 
     @property
     def stage_list(self) -> list[str]:
@@ -63,6 +84,7 @@ class TrainConfig:
     opd: OPDStageConfig = field(default_factory=OPDStageConfig)
     rl: RLStageConfig = field(default_factory=RLStageConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    lora: LoraStageConfig = field(default_factory=LoraStageConfig)
     adapters: AdasrConfig = field(default_factory=AdasrConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def evaluate(policy: str | None, samples: list[Any], cfg: Any, mode: str = "stre
     from adasr_mm.agent import StreamingAgent
 
     agent = StreamingAgent.from_pretrained(config=_eval_config(policy, cfg))
-    label = Path(policy).name if policy else "embedded"
+    label = Path(policy).name if policy else "default"
     return evaluate_agent(agent, samples, mode, label, per_sample)
 
 
@@ -76,9 +76,11 @@ def evaluate_and_print(checkpoint: str, cfg: Any, n: int, out: Path | None = Non
     samples = load_run_samples(cfg, "test", n)
     results: dict[str, Any] = {}
     models = [("trained", checkpoint)] + ([("start", baseline)] if with_baseline else [])
+    rows: dict[str, list[dict[str, Any]]] = {}
     for label, pol in models:
         for mode in modes:
-            results[f"{label}/{mode}"] = evaluate(pol, samples, cfg, mode)
+            rows[f"{label}/{mode}"] = []
+            results[f"{label}/{mode}"] = evaluate(pol, samples, cfg, mode, rows[f"{label}/{mode}"])
     keys = ["accuracy", "format", "format_violations", "stream_tokens", "deep_tokens", "total_tokens",
             "skip_rate", "delay_s"]
     print(f"eval on {len(samples)} held-out {cfg.train.modality} streams:")
@@ -87,6 +89,8 @@ def evaluate_and_print(checkpoint: str, cfg: Any, n: int, out: Path | None = Non
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in keys)
               + " |")
-    if out is not None:
-        out.write_text(json.dumps(results, indent=1))
+    if out is not None:  # per-sample rows too: a later run can be checked stream by stream
+        meta = {"data": cfg.train.data, "modality": cfg.train.modality, "n": len(samples),
+                "caps": [cfg.rl.max_thought_tokens, cfg.rl.max_deep_tokens, cfg.rl.max_answer_tokens]}
+        out.write_text(json.dumps({**results, "meta": meta, "per_sample": rows}, indent=1))
     return results

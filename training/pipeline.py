@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -19,15 +20,28 @@ from adasr_mm.errors import AdasrError
 from adasr_mm.models import load_causal_lm
 
 from .config import TrainConfig
+from .lora import apply_lora, save_policy
 
 
 def load_run_samples(cfg: TrainConfig, split: str, n: int) -> list[Any]:
-    """``n`` samples of ``split`` from ``cfg.train.data``, media turned into cached chunks (``prepare``)."""
+    """``n`` samples of ``split`` from ``cfg.train.data``, media turned into cached chunks (``prepare``).
+
+    A training set with ``train.mix`` is the concatenation of its parts, shuffled with the run's seed.
+    """
+    parts = cfg.train.mix_parts() if split == "train" else []
+    if not parts:
+        return _load_part(cfg, cfg.train.data, cfg.train.modality, split, n)
+    samples = [s for mod, src, k in parts for s in _load_part(cfg, src, mod, split, k)]
+    random.Random(cfg.train.seed).shuffle(samples)
+    return samples
+
+
+def _load_part(cfg: TrainConfig, source: str, modality: str, split: str, n: int) -> list[Any]:
     from .data import load_samples
 
-    samples = load_samples(cfg.train.data, split=split, modality=cfg.train.modality, limit=n)
+    samples = load_samples(source, split=split, modality=modality, limit=n)
     if not samples:
-        raise AdasrError(f"no {split} samples from {cfg.train.data!r}")
+        raise AdasrError(f"no {split} samples from {source!r}")
     if any(s.chunks is None for s in samples):
         from .prepare import default_cache_dir, prepare
 
@@ -37,7 +51,7 @@ def load_run_samples(cfg: TrainConfig, split: str, n: int) -> list[Any]:
             print(f"prepare: skipped sample {sid}: {msg}")
         samples = [s for s in report.samples if s.chunks]
         if not samples:
-            raise AdasrError(f"every {split} sample failed preparation; see the messages above")
+            raise AdasrError(f"every {split} sample from {source!r} failed preparation; see the messages above")
     return samples
 
 
@@ -47,19 +61,26 @@ def last_checkpoint(d: Path) -> str | None:
 
 
 def _already_done(resume: bool, stage_dir: Path, name: str) -> bool:
-    """On resume, a stage whose saved model exists is not run again."""
-    if resume and (stage_dir / "config.json").is_file():
+    """On resume, a stage whose saved model (or adapter) exists is not run again."""
+    if resume and ((stage_dir / "config.json").is_file() or (stage_dir / "adapter_config.json").is_file()):
         print(f"{name}: already done ({stage_dir}), skipping")
         return True
     return False
 
 
-def _train_and_save(trainer: Any, tok: Any, resume_dir: Path | None, save_dir: Path) -> Any:
-    """Train (from the last checkpoint in ``resume_dir`` if any) and save model + tokenizer to ``save_dir``."""
+def _train_and_save(trainer: Any, tok: Any, resume_dir: Path | None, save_dir: Path, cfg: TrainConfig) -> Any:
+    """Train (from the last checkpoint in ``resume_dir`` if any) and save model/adapter + tokenizer."""
     res = trainer.train(resume_from_checkpoint=last_checkpoint(resume_dir) if resume_dir else None)
-    trainer.save_model(str(save_dir))
-    tok.save_pretrained(str(save_dir))
+    save_policy(trainer.model, tok, save_dir, cfg.lora)
     return res
+
+
+def _load_stage_model(cfg: TrainConfig, policy: str | None) -> tuple[Any, Any]:
+    """The stage's starting model; with ``lora.enabled`` wrapped in (or continuing) a LoRA adapter."""
+    model, tok = load_causal_lm(policy or "base", keep_adapter=cfg.lora.enabled)
+    if cfg.lora.enabled:
+        model = apply_lora(model, tok, cfg.lora)
+    return model, tok
 
 
 @dataclass
@@ -81,10 +102,10 @@ def _run_sft(cfg: TrainConfig, samples: list[Any], policy: str | None, out: Path
         from .metrics import JsonlMetricsCallback
         from .sft import build_sft_trainer
 
-        model, tok = load_causal_lm(policy)
+        model, tok = _load_stage_model(cfg, policy)
         trainer = build_sft_trainer(model, tok, samples, cfg.sft, str(sft_dir), cfg.adapters.protocol)
         trainer.add_callback(JsonlMetricsCallback(metrics, "sft"))
-        res = _train_and_save(trainer, tok, sft_dir if resume else None, sft_dir)
+        res = _train_and_save(trainer, tok, sft_dir if resume else None, sft_dir, cfg)
         print(f"sft: {res.global_step} steps, train loss {res.training_loss:.3f} -> {sft_dir}")
     return str(sft_dir)
 
@@ -96,11 +117,11 @@ def _run_opd(cfg: TrainConfig, samples: list[Any], policy: str | None, out: Path
         from .metrics import JsonlMetricsCallback
         from .opd import OPDTrainer
 
-        model, tok = load_causal_lm(policy)
+        model, tok = _load_stage_model(cfg, policy)
         ck_dir = out / "opd-checkpoints"
         trainer = OPDTrainer(model, tok, samples, cfg.opd, cfg.reward, str(ck_dir),
                              protocol_config=cfg.adapters.protocol, callbacks=[JsonlMetricsCallback(metrics, "opd")])
-        res = _train_and_save(trainer, tok, ck_dir if resume else None, opd_dir)
+        res = _train_and_save(trainer, tok, ck_dir if resume else None, opd_dir, cfg)
         print(f"opd: {res.global_step} steps from teacher {cfg.opd.teacher} ({cfg.opd.reward}) -> {opd_dir}")
     return str(opd_dir)
 
@@ -110,11 +131,11 @@ def _run_rl(cfg: TrainConfig, samples: list[Any], policy: str | None, out: Path,
     from .metrics import JsonlMetricsCallback
     from .trainer import HRPOTrainer
 
-    model, tok = load_causal_lm(policy)
+    model, tok = _load_stage_model(cfg, policy)
     rl_dir = out / "rl-checkpoints"
     trainer = HRPOTrainer(model, tok, samples, cfg.rl, cfg.reward, str(rl_dir),
                           protocol_config=cfg.adapters.protocol, callbacks=[JsonlMetricsCallback(metrics, "rl")])
-    _train_and_save(trainer, tok, rl_dir if resume else None, out / "final")
+    _train_and_save(trainer, tok, rl_dir if resume else None, out / "final", cfg)
     return str(out / "final")
 
 
@@ -149,5 +170,5 @@ def run_pipeline(cfg: TrainConfig, resume: bool = False) -> PipelineResult:
     if tc.n_eval:
         from .evaluate import evaluate_and_print
 
-        res.eval = evaluate_and_print(str(final), cfg, tc.n_eval, out / "eval.json", baseline=tc.policy)
+        res.eval = evaluate_and_print(str(final), cfg, tc.n_eval, out / "eval.json", baseline=tc.policy or "base")
     return res

@@ -206,22 +206,28 @@ class MarkerRowBoost(TrainerCallback):
     """
 
     def __init__(self, model: Any, rows: list[int], factor: float):
-        weights = [model.get_input_embeddings().weight]
-        out = model.get_output_embeddings()
-        if out is not None and out.weight.data_ptr() != weights[0].data_ptr():  # untied head: boost both
-            weights.append(out.weight)
-        self.weights = weights
-        self.rows = torch.tensor(sorted(set(rows)), dtype=torch.long)
+        # (weight, rows of it to boost): the embedding (and an untied head) in full fine-tuning; under LoRA the
+        # markers' rows are PEFT's trainable-token deltas (the base embedding is frozen), boosted whole.
+        deltas = [p for n, p in model.named_parameters() if p.requires_grad and "trainable_tokens_delta" in n]
+        if deltas:
+            self.targets = [(w, torch.arange(w.shape[0])) for w in deltas]
+        else:
+            weights = [model.get_input_embeddings().weight]
+            out = model.get_output_embeddings()
+            if out is not None and out.weight.data_ptr() != weights[0].data_ptr():  # untied head: boost both
+                weights.append(out.weight)
+            idx = torch.tensor(sorted(set(rows)), dtype=torch.long)
+            self.targets = [(w, idx) for w in weights]
         self.factor = float(factor)
         self._before: list[Any] = []
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._before = [w.detach()[self.rows.to(w.device)].clone() for w in self.weights]
+        self._before = [w.detach()[rows.to(w.device)].clone() for w, rows in self.targets]
 
     def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         with torch.no_grad():
-            for w, before in zip(self.weights, self._before, strict=True):
-                rows = self.rows.to(w.device)
+            for (w, rows), before in zip(self.targets, self._before, strict=True):
+                rows = rows.to(w.device)
                 w[rows] = before + self.factor * (w[rows] - before)
         self._before = []
 
