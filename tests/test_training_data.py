@@ -132,6 +132,23 @@ def test_each_sentence_is_one_chunk_with_aligned_teacher():
     assert len(tasks.UPDATES) >= 15 and len(tasks.DISTRACTORS) >= 15
 
 
+def test_padding_a_problem_to_a_stream_length_keeps_its_updates_and_answer():
+    """The latency benchmark's 4-32 sentence streams: the same updates and answer, only distractors added."""
+    base = tasks.make_word_problem(1_000_003)
+    n_ops = len(base.meta["ops"])
+    for n in (n_ops + 1, 8, 16, 32):
+        s = tasks.make_word_problem(1_000_003, n_sentences=n)
+        assert len(s.chunks) == n and s.id == f"wp-1000003-len{n}"
+        assert (s.answer, s.meta["ops"], s.meta["start"]) == (base.answer, base.meta["ops"], base.meta["start"])
+        assert sum(s.meta["relevant"]) == n_ops + 1
+        assert [c.text for c in s.chunks] == segment_text(s.context)
+    short = tasks.make_word_problem(1_000_003, n_sentences=2)  # fewer sentences than updates: trimmed
+    assert len(short.chunks) == 2 and len(short.meta["ops"]) == 1
+    assert tasks.make_word_problem(1_000_003).context == base.context  # the default stream is unchanged
+    with pytest.raises(ConfigError, match="at least 2 sentences"):
+        tasks.make_word_problem(1, n_sentences=1)
+
+
 def test_train_and_test_seeds_are_disjoint():
     train = {s.id for s in word_problems("train", 20)} | {s.id for s in word_problems("train", 20, offset=20)}
     test = {s.id for s in word_problems("test", 20)}

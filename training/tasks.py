@@ -184,9 +184,10 @@ def _pick_update(rng: random.Random, cur: int, used: set[int], level: Level = LE
     return None
 
 
-def make_word_problem(seed: int, level: str = "standard") -> Sample:
+def make_word_problem(seed: int, level: str = "standard", n_sentences: int | None = None) -> Sample:
     """A streaming word problem (3-8 sentences at ``standard``) with an integer answer; one chunk per sentence at
-    150 words/min.
+    150 words/min. ``n_sentences`` pads the same problem with distractors to that length (stream-length
+    benchmarks: 4 to 32 sentences; distractor templates repeat once the 20 are used).
 
     Teacher texts: a running total per relevant sentence (``teacher``), a one-line deep phase that reads the
     total off the last thought (``teacher_deep``: the stream already did the work), and the full step-by-step
@@ -199,6 +200,11 @@ def make_word_problem(seed: int, level: str = "standard") -> Sample:
     other = rng.choice([n for n, _ in NAMES if n != name])
     obj2 = rng.choice([o for o in OBJECTS if o != obj])
     n_ops, n_dist = rng.randint(*lv.n_ops), rng.randint(*lv.n_dist)
+    if n_sentences is not None:
+        if n_sentences < 2:
+            raise ConfigError(f"a word problem needs at least 2 sentences, got {n_sentences}")
+        n_ops = min(n_ops, n_sentences - 1)
+        n_dist = n_sentences - 1 - n_ops
 
     start = rng.randint(*lv.start)
     cur = start
@@ -219,7 +225,9 @@ def make_word_problem(seed: int, level: str = "standard") -> Sample:
 
     total = 1 + n_ops + n_dist
     dist_slots = set(rng.sample(range(1, total), n_dist))
-    dist_templates = rng.sample(range(len(DISTRACTORS)), n_dist)
+    dist_templates = [i for _ in range(n_dist // len(DISTRACTORS) + 1)
+                      for i in rng.sample(range(len(DISTRACTORS)), len(DISTRACTORS))][:n_dist] \
+        if n_dist > len(DISTRACTORS) else rng.sample(range(len(DISTRACTORS)), n_dist)
     sentences: list[str] = []
     teacher: list[str | None] = []
     relevant: list[bool] = []
@@ -261,6 +269,8 @@ def make_word_problem(seed: int, level: str = "standard") -> Sample:
     question = rng.choice(QUESTIONS).format(obj=obj, name=name)
     question = question[:1].upper() + question[1:]
     sid = f"wp-{seed}" if level == "standard" else f"wp-{level}-{seed}"
+    if n_sentences is not None:
+        sid += f"-len{n_sentences}"
     return Sample(id=sid, question=question, answer=str(cur), modality="text", chunks=chunks,
                   context=text, duration=chunks[-1].end, teacher=teacher,
                   teacher_deep=f"The running total is {cur} {obj}.", teacher_rtt=rtt,
