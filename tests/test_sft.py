@@ -110,7 +110,7 @@ def test_sft_loss_covers_only_policy_tokens(make_tiny_policy, tmp_path):
     policy = make_tiny_policy()
     model, tok, p = policy.model, policy.tokenizer, policy.protocol
     samples = _samples()
-    cfg = SFTStageConfig(max_steps=1, per_device_train_batch_size=2)
+    cfg = SFTStageConfig(max_steps=1, per_device_train_batch_size=2, end_read_fraction=0.0)
     trainer = build_sft_trainer(model, tok, samples, cfg, str(tmp_path / "run"))
     # the prepared dataset: labels are -100 exactly where policy_mask is 0
     traces = [teacher_trace(s, p) for s in samples]
@@ -260,3 +260,41 @@ def test_read_then_think_traces_match_the_session_layout(make_tiny_policy):
         teacher_trace(_samples()[0], p, rtt=True)
     with pytest.raises(ValueError, match="rtt_fraction"):
         SFTStageConfig(rtt_fraction=1.5)
+
+
+def _contains(seq: list[int], sub: list[int]) -> bool:
+    return any(seq[i : i + len(sub)] == sub for i in range(len(seq) - len(sub) + 1))
+
+
+def test_end_read_traces_match_a_session_that_reads_the_last_chunk_at_the_end(make_tiny_policy):
+    """Files and text end with the last chunk read together with the end marker (no thought on the critical
+    path); the trace teaches exactly that layout, and the last chunk's update moves into the deep phase."""
+    from adasr_mm.training.sft import build_sft_dataset
+    from adasr_mm.training.tasks import word_problems
+
+    policy = make_tiny_policy(max_thought_tokens=4, max_deep_tokens=4, max_answer_tokens=4)
+    p = policy.protocol
+    s = next(x for x in word_problems("train", 20, level="easy") if x.teacher[-1] is not None)
+    ids, mask = teacher_trace(s, p, end_read=True)
+    tail = p.chunk_ids(s.chunks[-1]) + p.end_ids(s.question)
+    assert _contains(ids, tail)  # no response between the last chunk and the end marker
+    tr = p.parse(ids)
+    last = tr.responses[-1]  # the parser shows the end-read chunk as an empty span closed by the end marker
+    assert len(tr.responses) == len(s.chunks) and last.start == last.end and last.closer == "<|end_of_stream|>"
+    assert all(r.closer != "<|end_of_stream|>" for r in tr.responses[:-1])
+    assert tr.validate(len(s.chunks), streaming=True).violations == []
+    deep = p.decode([t for t, m in zip(ids[tr.deep.start:], mask[tr.deep.start:], strict=True) if m])
+    assert deep.startswith(s.teacher[-1]) and s.teacher_deep in deep
+    sess = Session(policy, s.question, SessionConfig(mode="stream"), clock="instant")
+    for c in s.chunks[:-1]:
+        list(sess.push(c))
+    list(sess.finish_iter(pending=[s.chunks[-1]]))
+    res = sess.result
+    assert _contains(res.state.ids, tail)  # the session reads it the same way
+    # end_read_fraction picks that share of the streaming traces
+    samples = word_problems("train", 8, level="easy")
+    n_end = [sum(p.parse(r).responses[-1].closer == "<|end_of_stream|>" for r in build_sft_dataset(
+        samples, p, SFTStageConfig(rtt_fraction=0, end_read_fraction=f))["input_ids"]) for f in (0.0, 0.5, 1.0)]
+    assert n_end == [0, 4, 8]
+    with pytest.raises(ValueError, match="end_read_fraction"):
+        SFTStageConfig(end_read_fraction=2)

@@ -65,6 +65,12 @@ class SFTStageConfig:
         metadata={"help": "thought on the last chunk of samples without teacher thoughts (others: skipped)"},
     )
     generic_deep: str = field(default="", metadata={"help": "deep reasoning of samples without teacher_deep"})
+    end_read_fraction: float = field(
+        default=0.5,
+        metadata={"help": "fraction of streaming traces whose last chunk is read together with the end-of-stream "
+                          "marker (no thought; the deep phase does its update), as the runtime does whenever the "
+                          "end is known by the time the last chunk is read (files, text)"},
+    )
     rtt_fraction: float = field(
         default=0.25,
         metadata={"help": "also train read-then-think traces (all chunks, then full reasoning) for this fraction "
@@ -88,6 +94,8 @@ class SFTStageConfig:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not (self.marker_lr_multiplier >= 1 and math.isfinite(self.marker_lr_multiplier)):
             raise ValueError(f"marker_lr_multiplier must be >= 1, got {self.marker_lr_multiplier}")
+        if not 0 <= self.end_read_fraction <= 1:
+            raise ValueError(f"end_read_fraction must be in [0, 1], got {self.end_read_fraction}")
         if not 0 <= self.rtt_fraction <= 1:
             raise ValueError(f"rtt_fraction must be in [0, 1], got {self.rtt_fraction}")
         if not 0 <= self.warmup_ratio < 1:
@@ -117,13 +125,15 @@ def sample_chunks(sample: Sample) -> list[TimedChunk]:
 
 
 def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GENERIC_THOUGHT,
-                  generic_deep: str = "", rtt: bool = False) -> tuple[list[int], list[int]]:
+                  generic_deep: str = "", rtt: bool = False, end_read: bool = False) -> tuple[list[int], list[int]]:
     """Token ids of the sample's full protocol trace and its ``policy_mask`` (1 = written by the policy).
 
     Samples without ``teacher`` get a generic trace: every chunk skipped except the last, which gets
     ``generic_thought``; their deep phase is ``teacher_rtt`` if known (the stream did no work), else
     ``teacher_deep``, else ``generic_deep``. ``rtt=True`` renders the read-then-think trace instead, exactly as
     a ``read-then-think`` session lays it out: every chunk back to back, then ``teacher_rtt`` and the answer.
+    ``end_read=True``: the last chunk is read with the end-of-stream marker, as a session does when the end is
+    known by then: no response to it, and its thought (if any) opens the deep phase.
     """
     chunks = sample_chunks(sample)
     if not chunks:
@@ -141,6 +151,11 @@ def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GEN
         if len(thoughts) != len(chunks):
             raise ValueError(f"sample {sample.id}: {len(thoughts)} thoughts for {len(chunks)} chunks")
         deep = sample.teacher_deep if sample.teacher_deep is not None else generic_deep
+    if end_read and not rtt:
+        last = thoughts[-1]
+        thoughts = thoughts[:-1]
+        if last and sample.teacher is not None:
+            deep = f"{last.strip()} {deep.strip()}"
     deep = deep.strip()
     answer = str(sample.answer).strip()
     texts = [("deep reasoning", deep), ("answer", answer), *(("thought", t) for t in thoughts if t)]
@@ -158,7 +173,7 @@ def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GEN
     put(p.prompt_ids(sample.question), 0)
     for i, chunk in enumerate(chunks):
         put(p.chunk_ids(chunk), 0)
-        if not rtt:
+        if not rtt and i < len(thoughts):
             thought = thoughts[i]
             put([p.ids.skip] if thought is None else p.encode(thought.strip() + EOT), 1)
     put(p.end_ids(sample.question), 0)
@@ -179,9 +194,11 @@ def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStag
     too_long = 0
     with_rtt = [s for s in samples if s.teacher_rtt is not None]
     n_rtt = round(config.rtt_fraction * len(with_rtt))
-    traces = [(s, False) for s in samples] + [(s, True) for s in with_rtt[:n_rtt]]
-    for s, rtt in traces:
-        ids, mask = teacher_trace(s, protocol, config.generic_thought, config.generic_deep, rtt=rtt)
+    n_end = round(config.end_read_fraction * len(samples))
+    traces = [(s, False, i < n_end) for i, s in enumerate(samples)] + [(s, True, False) for s in with_rtt[:n_rtt]]
+    for s, rtt, end_read in traces:
+        ids, mask = teacher_trace(s, protocol, config.generic_thought, config.generic_deep, rtt=rtt,
+                                  end_read=end_read)
         report = protocol.parse(ids).validate(len(sample_chunks(s)), streaming=not rtt)
         if report.violations:  # never teach a malformed trace
             raise ValueError(f"sample {s.id}: teacher trace breaks the protocol: {report.violations}")
