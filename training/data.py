@@ -28,6 +28,7 @@ from typing import Any
 from adasr_mm.adapters.text import chunks_from_iterable, chunks_from_text, segment_text
 from adasr_mm.chunks import TimedChunk
 from adasr_mm.errors import ConfigError, InputError
+from adasr_mm.protocol import extract_boxed
 from adasr_mm.training.sample import MODALITIES, Sample
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,6 @@ _ALIASES = {
     "answer": ("answer", "output", "final_answer", "result"),
     "deep": ("deep_reasoning", "deep", "reasoning"),
 }
-_BOXED = re.compile(r"\\boxed?\s*\{")
 
 
 def _pick(rec: dict[str, Any], key: str) -> Any:
@@ -286,17 +286,9 @@ def _pick(rec: dict[str, Any], key: str) -> Any:
 
 
 def _unbox(s: str) -> str:
-    """Content of the last ``\\boxed{...}`` / ``\\box{...}`` (braces balanced), else ``s`` itself."""
-    starts = list(_BOXED.finditer(s))
-    if not starts:
-        return s.strip()
-    i = starts[-1].end()
-    depth = 1
-    for j in range(i, len(s)):
-        depth += {"{": 1, "}": -1}.get(s[j], 0)
-        if depth == 0:
-            return s[i:j].strip()
-    return s[i:].strip()
+    """Content of the last ``\\boxed{...}`` / ``\\box{...}`` (the protocol's one parser), else ``s`` itself."""
+    boxed = extract_boxed(s)
+    return boxed if boxed is not None else s.strip()
 
 
 def _clean_deep(s: str) -> str:
@@ -396,7 +388,7 @@ _WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eig
 
 
 def _core(s: str) -> str:
-    s = _unbox(str(s)) if _BOXED.search(str(s)) else str(s)
+    s = _unbox(str(s))
     s = _LEAD.sub("", s.strip())
     return s.strip().rstrip(".").strip()
 
