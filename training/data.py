@@ -209,10 +209,12 @@ def _is_trace(rec: Any) -> bool:
 
 def load_samples(source: str, split: str = "train", modality: str | None = None, limit: int | None = None,
                  media_dir: Path | None = None) -> list[Sample]:
-    """Samples from ``"builtin"`` (seeded tasks), a ``.jsonl``/``.json`` file, or a Hugging Face dataset.
+    """Samples from ``"builtin"`` (seeded tasks), ``"gsm-symbolic[:LANG]"`` (:mod:`.gsm`), a ``.jsonl``/``.json``
+    file, or a Hugging Face dataset.
 
-    ``split`` picks the built-in seed range or the dataset split (JSON files are used whole). ``modality``
-    filters nothing: a record of another modality is an error, so a mixed file is noticed, not half-used.
+    ``split`` picks the built-in seed range, the GSM-Symbolic template split or the dataset split (JSON files are
+    used whole). ``modality`` filters nothing: a record of another modality is an error, so a mixed file is
+    noticed, not half-used.
     ``media_dir``: where built-in media are rendered / embedded dataset media are written (default: cache).
     StreamingThinker trace files (``Instruct_Context`` records) are recognised and parsed with their thoughts.
     """
@@ -226,6 +228,10 @@ def load_samples(source: str, split: str = "train", modality: str | None = None,
         n = BUILTIN_DEFAULT_N if limit is None else limit
         level = source.partition(":")[2] or "standard"
         return builtin_task(modality or "text", split, n, media_dir or cache_root() / "builtin", level)
+    if source == "gsm-symbolic" or source.startswith("gsm-symbolic:"):
+        from .gsm import load_gsm_symbolic
+
+        return load_gsm_symbolic(source, split, BUILTIN_DEFAULT_N if limit is None else limit, modality)
     path = Path(source).expanduser()
     base_dir: Path | None = None
     records: Iterable[tuple[str, Any]]
