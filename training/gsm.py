@@ -129,10 +129,10 @@ class _Drawer:
         try:
             from multilingual_gsm_symbolic._helpers import EVAL_CONTEXT_HELPERS, eval_node, parse_value
 
-            self._eval, self._helpers, self._parse = eval_node, EVAL_CONTEXT_HELPERS, parse_value
-            if template.constrained_lines:
-                self.pools = list(template._get_all_possible_assignments(template.constrained_lines,
-                                                                         replacements).values())
+            self._eval, self._helpers = eval_node, EVAL_CONTEXT_HELPERS
+            if template.constrained_lines:  # candidate values parsed once, as the package parses each combination
+                raw = template._get_all_possible_assignments(template.constrained_lines, replacements).values()
+                self.pools = [[{k: parse_value(v) for k, v in c.items()} for c in pool] for pool in raw]
                 self.conditions = template._condition_asts
             self.fast = callable(getattr(template, "_generate_question", None))
         except (ImportError, AttributeError) as e:  # a package version without these internals
@@ -144,8 +144,11 @@ class _Drawer:
         if self.pools is None:
             return {}
         for _ in range(MAX_REJECTION_TRIES):
-            a = {k: self._parse(v) for pool in self.pools for k, v in rng.choice(pool).items()}
-            if all(self._eval(c, self._helpers | a) for c in self.conditions):
+            a: dict[str, Any] = {}
+            for pool in self.pools:
+                a.update(rng.choice(pool))
+            env = self._helpers | a
+            if all(self._eval(c, env) for c in self.conditions):
                 return a
         if self.valid is None:  # conditions rarely met: enumerate once, as the package does
             self.valid = self.t._evaluate_constrained_init_lines(self.t.constrained_lines, self.rep)
