@@ -46,6 +46,10 @@ def test_train_and_test_templates_are_disjoint_and_cover_all():
     assert len(split["test"]) == 20 and len(split["train"]) == 80
     assert set(split["test"]).isdisjoint(split["train"]) and set(split["test"]) | set(split["train"]) == set(range(100))
     assert gsm.template_split(range(100), seed=1)["test"] != split["test"]  # the seed moves the split
+    # a language with only some templates keeps each of them in its split (no cross-language leakage)
+    few = gsm.template_split(range(0, 100, 7))
+    assert few["test"] == [t for t in split["test"] if t % 7 == 0] and few["train"] == [t for t in split["train"]
+                                                                                       if t % 7 == 0]
     train = {s.meta["template"] for s in load_samples("gsm-symbolic", "train", limit=100)}
     test = {s.meta["template"] for s in load_samples("gsm-symbolic", "test", limit=40)}
     assert train == set(split["train"]) and test == set(split["test"]) and not train & test

