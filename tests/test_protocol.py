@@ -13,6 +13,7 @@ from adasr_mm.protocol import (
     ProtocolConfig,
     add_protocol_tokens,
     extract_answer,
+    extract_boxed,
     render_chunk,
 )
 
@@ -91,6 +92,24 @@ def test_extract_answer():
     assert extract_answer("so \\boxed{12} or \\boxed{ \\frac{1}{2} }") == "\\frac{1}{2}"
     assert extract_answer("\n  The answer is 7.\nbecause") == "The answer is 7."
     assert extract_answer("   ") == ""
+
+
+def test_one_boxed_parser_for_box_boxed_nesting_and_none():
+    """``\\box{}`` (StreamingThinker's gold answers) and ``\\boxed{}`` both unbox, nested braces balance, the
+    last closed box wins, an unclosed box counts only alone; the checker normalises what the parser keeps."""
+    from adasr_mm.training.data import check_answer
+
+    assert extract_boxed("Therefore, the answer is \\box{12}.") == "12"
+    assert extract_boxed("\\boxed{1,234}") == "1,234" and check_answer("\\boxed{1,234}", "1234")
+    assert extract_boxed("\\boxed {  $5 }") == "$5" and check_answer("\\boxed{ $5 }", "5")
+    assert extract_boxed("\\boxed{\\frac{\\sqrt{4}}{2}} then \\box{7}") == "7"
+    assert extract_boxed("\\boxed{\\frac{\\sqrt{4}}{2}}") == "\\frac{\\sqrt{4}}{2}"
+    assert extract_boxed("\\boxed{5} and \\boxed{6") == "5" and extract_boxed("cut off: \\boxed{6") == "6"
+    assert extract_boxed("no box here, 12") is None and extract_boxed("\\boxes{3}") is None
+    assert extract_answer("\\box{3}") == "3"
+    # gold answers written as \box{..} are unboxed before comparing (they were compared as text before)
+    assert check_answer("12", "\\box{12}") and check_answer("\\boxed{12}", "\\box{12}")
+    assert not check_answer("13", "\\box{12}")
 
 
 def test_chunks_read_together_share_one_response(embedded_dir):

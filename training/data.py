@@ -28,6 +28,7 @@ from typing import Any
 from adasr_mm.adapters.text import chunks_from_iterable, chunks_from_text, segment_text
 from adasr_mm.chunks import TimedChunk
 from adasr_mm.errors import ConfigError, InputError
+from adasr_mm.protocol import extract_boxed
 from adasr_mm.training.sample import MODALITIES, Sample
 
 log = logging.getLogger(__name__)
@@ -208,10 +209,12 @@ def _is_trace(rec: Any) -> bool:
 
 def load_samples(source: str, split: str = "train", modality: str | None = None, limit: int | None = None,
                  media_dir: Path | None = None) -> list[Sample]:
-    """Samples from ``"builtin"`` (seeded tasks), a ``.jsonl``/``.json`` file, or a Hugging Face dataset.
+    """Samples from ``"builtin"`` (seeded tasks), ``"gsm-symbolic[:LANG]"`` (:mod:`.gsm`), a ``.jsonl``/``.json``
+    file, or a Hugging Face dataset.
 
-    ``split`` picks the built-in seed range or the dataset split (JSON files are used whole). ``modality``
-    filters nothing: a record of another modality is an error, so a mixed file is noticed, not half-used.
+    ``split`` picks the built-in seed range, the GSM-Symbolic template split or the dataset split (JSON files are
+    used whole). ``modality`` filters nothing: a record of another modality is an error, so a mixed file is
+    noticed, not half-used.
     ``media_dir``: where built-in media are rendered / embedded dataset media are written (default: cache).
     StreamingThinker trace files (``Instruct_Context`` records) are recognised and parsed with their thoughts.
     """
@@ -225,6 +228,10 @@ def load_samples(source: str, split: str = "train", modality: str | None = None,
         n = BUILTIN_DEFAULT_N if limit is None else limit
         level = source.partition(":")[2] or "standard"
         return builtin_task(modality or "text", split, n, media_dir or cache_root() / "builtin", level)
+    if source == "gsm-symbolic" or source.startswith("gsm-symbolic:"):
+        from .gsm import load_gsm_symbolic
+
+        return load_gsm_symbolic(source, split, BUILTIN_DEFAULT_N if limit is None else limit, modality)
     path = Path(source).expanduser()
     base_dir: Path | None = None
     records: Iterable[tuple[str, Any]]
@@ -275,7 +282,6 @@ _ALIASES = {
     "answer": ("answer", "output", "final_answer", "result"),
     "deep": ("deep_reasoning", "deep", "reasoning"),
 }
-_BOXED = re.compile(r"\\boxed?\s*\{")
 
 
 def _pick(rec: dict[str, Any], key: str) -> Any:
@@ -286,17 +292,9 @@ def _pick(rec: dict[str, Any], key: str) -> Any:
 
 
 def _unbox(s: str) -> str:
-    """Content of the last ``\\boxed{...}`` / ``\\box{...}`` (braces balanced), else ``s`` itself."""
-    starts = list(_BOXED.finditer(s))
-    if not starts:
-        return s.strip()
-    i = starts[-1].end()
-    depth = 1
-    for j in range(i, len(s)):
-        depth += {"{": 1, "}": -1}.get(s[j], 0)
-        if depth == 0:
-            return s[i:j].strip()
-    return s[i:].strip()
+    """Content of the last ``\\boxed{...}`` / ``\\box{...}`` (the protocol's one parser), else ``s`` itself."""
+    boxed = extract_boxed(s)
+    return boxed if boxed is not None else s.strip()
 
 
 def _clean_deep(s: str) -> str:
@@ -396,7 +394,7 @@ _WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eig
 
 
 def _core(s: str) -> str:
-    s = _unbox(str(s)) if _BOXED.search(str(s)) else str(s)
+    s = _unbox(str(s))
     s = _LEAD.sub("", s.strip())
     return s.strip().rstrip(".").strip()
 
