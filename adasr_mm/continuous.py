@@ -93,6 +93,11 @@ class DecodeScheduler:
         self._thread = threading.Thread(target=self._main, name="adasr-decode", daemon=True)
         self._thread.start()
 
+    @classmethod
+    def for_sessions(cls, policy: StreamingPolicy, sessions: int) -> DecodeScheduler:
+        """A scheduler whose batch holds up to ``sessions`` concurrent sessions (a server's session limit)."""
+        return cls(policy, BatchConfig(max_rows=max(BatchConfig().max_rows, sessions)))
+
     # -- the sessions' side (their own threads) --------------------------------------------------------------
     def forward(self, st: PolicyState) -> None:
         """Run the state's pending positions in the next suitable batched call; block until done."""

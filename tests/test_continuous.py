@@ -8,6 +8,7 @@ its batch-1 trace.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,3 +298,32 @@ def test_a_failing_or_cancelled_session_does_not_take_down_the_others(policy):
     sched.sync()
     assert sched.sessions == 0
     sched.close()
+
+
+def test_app_runs_share_one_decode_scheduler(policy):
+    """The Gradio app's engine (app.batching, the default): two file runs at once go through its scheduler and
+    each gets its batch-1 trace (instant clock: chunks are read one by one, no deadlines, so it is deterministic)."""
+    from adasr_mm.adapters.text import chunks_from_text
+    from adasr_mm.agent import StreamingAgent
+    from apps.config import load_settings
+    from apps.engine import Engine
+
+    root = Path(__file__).resolve().parents[1] / "samples" / "text"
+    jobs = [("apples.txt", "How many apples does Tom have now?"), ("bakery.txt", "How many muffins are left?")]
+    settings = load_settings(None, ["session.max_lag_s=0"])  # no lag-forced skips: the trace must not depend on load
+    engine = Engine(settings, agent=StreamingAgent(policy, settings), asr_model=object())
+    refs = [engine.agent.run(q, chunks_from_text((root / n).read_text()), clock="instant") for n, q in jobs]
+    try:
+        conns = [engine.connection(n) for n, _ in jobs]
+        runs = [engine.start_file(c, q, str(root / n), "instant") for c, (n, q) in zip(conns, jobs, strict=True)]
+        for run in runs:
+            run.join(600)
+        for run, ref in zip(runs, refs, strict=True):
+            assert run.status == "done", run.error
+            assert run.session.state.ids == ref.state.ids and run.answer.text == ref.answer
+        st = engine.batcher.stats
+        assert st.rows_served > st.decode_calls + st.prefill_calls  # some calls carried both runs
+        engine.batcher.sync()
+        assert engine.batcher.sessions == 0
+    finally:
+        engine.close()
