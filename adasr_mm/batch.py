@@ -9,15 +9,16 @@ Layout: one transformers ``DynamicCache`` with a batch dimension and a 2-D ``att
 Every call appends the same number of columns to every row; a row with fewer (or no) tokens that step gets masked
 pad columns ("holes") and explicit ``position_ids``, so each row sees exactly its own sequence at its own positions,
 as it would at batch 1. Holes are squeezed out (:meth:`BatchEngine.compact`) when they grow, finished rows leave
-the cache, and new rows (:meth:`BatchEngine.add`) can join between steps, so the engine also serves independent
-live sessions. A group of rows with the same question prefills the prompt once and copies its cache.
+the cache, and new rows (:meth:`BatchEngine.add`) can join between steps. A group of rows with the same question
+prefills the prompt once and copies its cache. Rows can also be driven from outside (:meth:`BatchEngine.attach`,
+:meth:`BatchEngine.forward`): that is how :mod:`adasr_mm.continuous` batches independent live sessions.
 
 Scheduling: a step either decodes one token for every row inside a thought, or, once no row is decoding a
 streaming thought, prefills every row's pending environment tokens (the closing token of its last thought, forced
 closures and the next chunk) in one left-padded call. Rows that finished their thought wait (masked) until then,
 so chunk prefills happen once per round instead of once per row.
 
-Not supported (use ``Session``): KV eviction for streams longer than the context, read-then-think mode, lag-based
+Not supported by the programmed rows (use ``Session``): KV eviction for streams longer than the context, read-then-think mode, lag-based
 forced skips (rows read their chunks as fast as they decode, as a rollout with the instant clock does).
 """
 
