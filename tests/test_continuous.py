@@ -327,3 +327,35 @@ def test_app_runs_share_one_decode_scheduler(policy):
         assert engine.batcher.sessions == 0
     finally:
         engine.close()
+
+
+def test_a_session_that_fills_its_context_evicts_and_rejoins():
+    """A 300-token context: long streams evict old chunks at batch 1 on the session's own thread (the row leaves
+    the batch) and rejoin with the rebuilt cache; both sessions still equal their batch-1 runs."""
+    from adasr_mm.policy import PolicyConfig, StreamingPolicy
+
+    small = StreamingPolicy.from_pretrained(PolicyConfig(dtype="float32", max_thought_tokens=10, max_deep_tokens=16,
+                                                         max_answer_tokens=8, max_context_tokens=300))
+    streams = [(STREAMS[k][0], list(chunks_from_text(STREAMS[k][1] + " " + STREAMS[k][1]))) for k in range(2)]
+
+    def run(k, batcher=None):
+        q, chunks = streams[k]
+        s = Session(small, q, SessionConfig(max_lag_s=0.0), clock="instant", seed=k, batcher=batcher)
+        for c in chunks:
+            for _ in s.push(c):
+                pass
+        return s.finish()
+
+    refs = [run(k) for k in range(2)]
+    assert all(r.summary.extra["evicted_tokens"] > 0 for r in refs)  # precondition: both streams evict
+    sched = DecodeScheduler(small)
+    got: list = [None, None]
+    _join(*_threads(*[lambda k=k: got.__setitem__(k, run(k, sched)) for k in range(2)]))
+    for ref, res in zip(refs, got, strict=True):
+        assert_same(ref, res)
+        for k in ("evicted_tokens", "reprefill_tokens"):
+            assert res.summary.extra[k] == ref.summary.extra[k], k
+    assert sched.stats.max_rows >= 2
+    sched.sync()
+    assert sched.sessions == 0
+    sched.close()
