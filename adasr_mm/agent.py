@@ -10,7 +10,7 @@ from .chunks import TimedChunk
 from .clock import Clock
 from .config import AdasrConfig, load_config
 from .events import Event
-from .policy import StreamingPolicy
+from .policy import Runner, StreamingPolicy
 from .replay import replay
 from .session import Session, SessionResult
 
@@ -40,11 +40,13 @@ class StreamingAgent:
         return cls(StreamingPolicy.from_pretrained(config.policy, config.protocol), config)
 
     def session(self, question: str, *, mode: str | None = None, clock: str | Clock | None = None,
-                emit_deltas: bool = False, seed: int | None = None) -> Session:
+                emit_deltas: bool = False, seed: int | None = None, batcher: Runner | None = None) -> Session:
+        """``batcher``: a :class:`~adasr_mm.continuous.DecodeScheduler` on this agent's policy, shared by
+        concurrent sessions (each on its own thread) so their model calls run batched."""
         scfg = self.config.session
         if mode is not None and mode != scfg.mode:
             scfg = dataclasses.replace(scfg, mode=mode)
-        return Session(self.policy, question, scfg, clock or self.config.run.clock, emit_deltas, seed)
+        return Session(self.policy, question, scfg, clock or self.config.run.clock, emit_deltas, seed, batcher)
 
     def run(self, question: str, chunks: Iterable[TimedChunk], *, mode: str | None = None,
             clock: str | Clock | None = None, on_event: Callable[[Event], None] | None = None,

@@ -8,16 +8,17 @@ model call per step serves all rows.
 Layout: one transformers ``DynamicCache`` with a batch dimension and a 2-D ``attention_mask`` over its columns.
 Every call appends the same number of columns to every row; a row with fewer (or no) tokens that step gets masked
 pad columns ("holes") and explicit ``position_ids``, so each row sees exactly its own sequence at its own positions,
-as it would at batch 1. Holes are squeezed out (:meth:`BatchEngine._compact`) when they grow, finished rows leave
-the cache, and new rows (:meth:`BatchEngine.add`) can join between steps, so the engine also serves independent
-live sessions. A group of rows with the same question prefills the prompt once and copies its cache.
+as it would at batch 1. Holes are squeezed out (:meth:`BatchEngine.compact`) when they grow, finished rows leave
+the cache, and new rows (:meth:`BatchEngine.add`) can join between steps. A group of rows with the same question
+prefills the prompt once and copies its cache. Rows can also be driven from outside (:meth:`BatchEngine.attach`,
+:meth:`BatchEngine.forward`): that is how :mod:`adasr_mm.continuous` batches independent live sessions.
 
 Scheduling: a step either decodes one token for every row inside a thought, or, once no row is decoding a
 streaming thought, prefills every row's pending environment tokens (the closing token of its last thought, forced
 closures and the next chunk) in one left-padded call. Rows that finished their thought wait (masked) until then,
 so chunk prefills happen once per round instead of once per row.
 
-Not supported (use ``Session``): KV eviction for streams longer than the context, read-then-think mode, lag-based
+Not supported by the programmed rows (use ``Session``): KV eviction for streams longer than the context, read-then-think mode, lag-based
 forced skips (rows read their chunks as fast as they decode, as a rollout with the instant clock does).
 """
 
@@ -78,14 +79,26 @@ class _Decode:
     out: list[int] = field(default_factory=list)
 
 
-class BatchRow:
+class EngineRow:
+    """A batch index of the engine's cache, owned by one :class:`PolicyState`.
+
+    Rows of this base type are driven from outside (a live session's own thread decides what to read and samples
+    its tokens; :class:`~adasr_mm.continuous.DecodeScheduler` calls :meth:`BatchEngine.forward`); a
+    :class:`BatchRow` runs its protocol program inside :meth:`BatchEngine.step`.
+    """
+
+    def __init__(self, state: PolicyState):
+        self.state = state
+
+
+class BatchRow(EngineRow):
     """One session inside the engine: its :class:`PolicyState`, its protocol program and its events."""
 
     def __init__(self, engine: BatchEngine, question: str, chunks: Sequence[TimedChunk], state: PolicyState):
+        super().__init__(state)
         self.engine = engine
         self.question = question
         self.chunks = list(chunks)
-        self.state = state
         self.events: list[Event] = []
         self.result: SessionResult | None = None
         self.request: _Decode | None = None
@@ -181,7 +194,7 @@ class BatchEngine:
         self.session_config = session_config or SessionConfig()
         if self.session_config.mode != "stream":
             raise ValueError("the batched engine runs stream mode only; use Session for read-then-think")
-        self.rows: list[BatchRow] = []  # row i owns batch index i of the cache
+        self.rows: list[Any] = []  # row i (a BatchRow, or an EngineRow driven from outside) owns batch index i
         self.cache: Any = None
         self.mask: torch.Tensor | None = None  # (rows, columns) 1 = a real position of that row
         self.stats = EngineStats()
@@ -217,7 +230,21 @@ class BatchEngine:
         self.rows.extend(rows)
         return rows
 
-    def remove(self, row: BatchRow) -> None:
+    def attach(self, st: PolicyState) -> EngineRow:
+        """Join a state that has its own batch-1 cache of ``cache_len`` positions (a live session after its prompt
+        prefill); the engine takes the cache over. The caller drives the row: :meth:`forward`, :meth:`remove`."""
+        if len(self.rows) >= self.config.max_rows:
+            raise ValueError(f"batch full: {len(self.rows)} rows = max_rows")
+        layers = [(layer.keys, layer.values) for layer in _layers(st.cache)]
+        if not layers or layers[0][0].shape[2] != st.cache_len:
+            raise ValueError("the state's cache does not hold its cache_len positions")
+        st.cache = None
+        self._join(layers, 1, st.cache_len)
+        row = EngineRow(st)
+        self.rows.append(row)
+        return row
+
+    def remove(self, row: EngineRow) -> None:
         """Take a row out of the batch (finished or abandoned); its trace and result stay on the row."""
         keep = [i for i, r in enumerate(self.rows) if r is not row]
         if len(keep) == len(self.rows):
@@ -268,11 +295,11 @@ class BatchEngine:
             return
         in_thought = any(r.request.phase == "stream" for r in decoding)
         if waiting and not in_thought:
-            self._compact()
-            self._forward(decoding + waiting)
+            self.compact()
+            self.forward(decoding + waiting)
             self.stats.prefill_steps += 1
         else:
-            self._forward(decoding)
+            self.forward(decoding)
             self.stats.decode_steps += 1
 
     def run(self, progress: bool = False) -> None:
@@ -286,36 +313,74 @@ class BatchEngine:
         bar.close()
 
     @torch.inference_mode()
-    def _forward(self, rows: list[BatchRow]) -> None:
-        """One model call: ``rows`` feed their pending positions (left-padded to a common width), others holes."""
+    def forward(self, rows: Sequence[EngineRow], sub_batch: bool = False) -> None:
+        """One model call: ``rows`` feed their pending positions, left-padded to a common width.
+
+        The other rows get masked pad columns (holes). ``sub_batch=False`` computes them as pad tokens (cheap at
+        width 1, where the step is dominated by the weights); ``sub_batch=True`` runs the model on a copy of the
+        chosen rows' cache only and appends the holes without computing them (a chunk prefill of one session must
+        not cost a prefill for every row). If the call fails, the cache, mask and states are as before.
+        """
         chosen = {id(r) for r in rows}
-        width = max(r.state.pending for r in rows)
-        ids, blk, pos = [], [], []
-        for r in self.rows:
+        for r in rows:
             st = r.state
-            n = st.pending if id(r) in chosen else 0
-            if st.cache_len + n > self.policy.max_context:
+            if st.cache_len + st.pending > self.policy.max_context:
                 raise InputError(f"a row outgrew the context ({self.policy.max_context} tokens); the batched "
                                  "engine does not evict: use Session or a shorter stream")
+        width = max(r.state.pending for r in rows)
+        sub_batch = sub_batch and len(chosen) < len(self.rows)
+        members = [(b, r) for b, r in enumerate(self.rows) if not sub_batch or id(r) in chosen]
+        ids, blk, pos = [], [], []
+        for _, r in members:
+            st = r.state
+            n = st.pending if id(r) in chosen else 0
             ids.append([self.pad_id] * (width - n) + (st.ids[-n:] if n else []))
             blk.append([0] * (width - n) + [1] * n)
             pos.append([st.cache_len] * (width - n) + list(range(st.cache_len, st.cache_len + n)))
         dev = self.policy.device
         x = torch.tensor(ids, dtype=torch.long, device=dev)
-        self.mask = torch.cat([self.mask, torch.tensor(blk, dtype=torch.long, device=dev)], 1)
-        with self.policy.forward_lock:
-            out = self.policy.model(input_ids=x, attention_mask=self.mask,
-                                    position_ids=torch.tensor(pos, dtype=torch.long, device=dev),
-                                    past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
+        new_mask = torch.tensor(blk, dtype=torch.long, device=dev)
+        before = self.mask.shape[1]
+        if sub_batch:
+            from transformers import DynamicCache
+
+            idx = torch.tensor([b for b, _ in members], device=dev)
+            old = self.mask.index_select(0, idx)
+            used = old.any(0).nonzero()
+            first = int(used[0]) if len(used) else before  # leading columns none of the chosen rows uses
+            cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, idx)[:, :, first:],
+                                                  layer.values.index_select(0, idx)[:, :, first:])
+                                                 for layer in _layers(self.cache)])
+            mask = torch.cat([old[:, first:], new_mask], 1)
+        else:
+            cache, mask = self.cache, torch.cat([self.mask, new_mask], 1)
+        try:
+            with self.policy.forward_lock:
+                out = self.policy.model(input_ids=x, attention_mask=mask,
+                                        position_ids=torch.tensor(pos, dtype=torch.long, device=dev),
+                                        past_key_values=cache, use_cache=True, logits_to_keep=1)
+        except BaseException:
+            if not sub_batch:  # the model appends to the shared cache layer by layer: undo a partial call
+                for layer in _layers(self.cache):
+                    layer.keys, layer.values = layer.keys[:, :, :before], layer.values[:, :, :before]
+            raise
+        if sub_batch:
+            for layer, part in zip(_layers(self.cache), _layers(out.past_key_values), strict=True):
+                layer.keys = _append_rows(layer.keys, part.keys[:, :, -width:], idx)
+                layer.values = _append_rows(layer.values, part.values[:, :, -width:], idx)
+            full = self.mask.new_zeros(len(self.rows), width)
+            full[idx] = new_mask
+            self.mask = torch.cat([self.mask, full], 1)
+        else:
+            self.cache, self.mask = out.past_key_values, mask
         logits = out.logits[:, -1].float()
         s = self.stats
         s.forward_calls += 1
         s.positions += x.numel()
         s.real_tokens += sum(r.state.pending for r in rows)
-        for b, r in enumerate(self.rows):
+        for k, (_, r) in enumerate(members):
             if id(r) in chosen:
-                _account(r.state, logits[b])
+                _account(r.state, logits[k])
 
     # -- keeping the cache dense -----------------------------------------------------------------------------
     def _trim(self) -> None:
@@ -327,7 +392,7 @@ class BatchEngine:
                 layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
             self.mask = self.mask[:, first:]
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
         """Squeeze the holes out when they exceed ``compact_at`` of the cache: each row's real columns keep their
         order (keys carry their rotary positions, so moving them changes nothing) and are right-aligned."""
         real = self.mask.bool()
@@ -352,6 +417,13 @@ def _layers(cache: Any) -> list[Any]:
         if type(layer) is not DynamicLayer or isinstance(layer, DynamicSlidingWindowLayer):
             raise NotImplementedError(f"batched decoding supports plain DynamicCache layers, not {type(layer).__name__}")
     return layers
+
+
+def _append_rows(t: torch.Tensor, new: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Append ``new``'s columns (B_sub, H, W, D) to the rows ``idx`` of ``t`` (B, H, T, D); zeros elsewhere."""
+    block = t.new_zeros(t.shape[0], t.shape[1], new.shape[2], t.shape[3])
+    block[idx] = new
+    return torch.cat([t, block], 2)
 
 
 def _lpad(t: torch.Tensor, width: int) -> torch.Tensor:
@@ -391,7 +463,7 @@ def _same_chunks(a: Sequence[TimedChunk], b: Sequence[TimedChunk]) -> bool:
 
 
 def _account(st: PolicyState, logits: torch.Tensor) -> None:
-    """Bookkeeping of one row after a model call, exactly as ``StreamingPolicy._forward`` counts it."""
+    """Bookkeeping of one row after a model call, exactly as ``StreamingPolicy._forward_alone`` counts it."""
     masks = st.env_mask[len(st.env_mask) - st.pending :]
     n_env = sum(1 for m in masks if m == 0)
     st.next_logits = logits

@@ -77,6 +77,16 @@ class TokenGuide(_Protocol):
     def __call__(self, st: PolicyState, proposed: int, forbidden: torch.Tensor) -> int: ...
 
 
+class Runner(_Protocol):
+    """Serves model calls of many states in shared batched calls (``adasr_mm.continuous.DecodeScheduler``)."""
+
+    def forward(self, st: PolicyState) -> None: ...
+
+    def detach(self, st: PolicyState) -> None: ...
+
+    def settled(self, st: PolicyState) -> None: ...
+
+
 @dataclass
 class PolicyState:
     """Everything one session owns: KV cache, the full token trace with masks, and counters."""
@@ -101,6 +111,8 @@ class PolicyState:
     generator: torch.Generator | None = None
     guide: TokenGuide | None = None  # training-time override of sampled tokens (None at inference)
     guided: int = 0  # policy tokens the guide replaced
+    runner: Runner | None = None  # serves this state's model calls batched with other sessions (None: batch 1)
+    responding: bool = False  # inside a response: the next model call follows as soon as a token is sampled
 
     def generated(self, phase: str) -> int:
         return sum(1 for m, p in zip(self.env_mask, self.phase, strict=True) if m and p == phase)
@@ -175,11 +187,18 @@ class StreamingPolicy:
         if env == 0:
             st.input_tokens += len(ids)
 
-    @torch.inference_mode()
     def _forward(self, st: PolicyState) -> None:
         """Run the model over the pending positions (env tokens + the last sampled token) onto the cache."""
         if st.pending == 0:
             return
+        if st.runner is not None:
+            st.runner.forward(st)  # batched with other sessions; same counters and logits as below
+            return
+        self._forward_alone(st)
+
+    @torch.inference_mode()
+    def _forward_alone(self, st: PolicyState) -> None:
+        """Batch 1 on the state's own cache."""
         new = st.ids[-st.pending :]
         masks = st.env_mask[-st.pending :]
         x = torch.tensor([new], dtype=torch.long, device=self.device)
@@ -204,9 +223,12 @@ class StreamingPolicy:
         self._forward(st)
 
     def read(self, st: PolicyState, ids: list[int], phase: str, reserve: int = 0) -> None:
-        """Write environment tokens and prefill them (together with any pending policy token)."""
+        """Write environment tokens and prefill them (together with any pending policy token).
+
+        ``reserve`` > 0: a response of up to that many tokens follows (room is kept for it in the context)."""
         self._make_room(st, len(ids) + reserve)
         self._append(st, ids, 0, phase)
+        st.responding = reserve > 0  # a reserve is room for the response that follows this read
         self._forward(st)
 
     def write_env(self, st: PolicyState, ids: list[int], phase: str) -> None:
@@ -226,6 +248,9 @@ class StreamingPolicy:
         if keep_from <= st.prompt_len or len(st.ids) - keep_from + need + st.prompt_len > self.max_context:
             keep_from = len(st.ids) - st.pending  # nothing fits: keep only the prompt and what is pending
         from transformers import DynamicCache
+
+        if st.runner is not None:
+            st.runner.detach(st)  # the batched cache row is dropped; the re-prefilled cache joins at the next call
 
         kept = st.ids[: st.prompt_len] + st.ids[keep_from:]
         st.evicted_tokens += keep_from - max(st.kept_from, st.prompt_len)  # newly dropped tokens only
@@ -281,16 +306,22 @@ class StreamingPolicy:
         """
         out: list[int] = []
         self._make_room(st, max_tokens + 1)
-        for _ in range(max_tokens):
-            if st.pending:
-                self._forward(st)
-            tok, lp = self._sample(st, phase, stop_ids if len(out) < min_tokens else ())
-            self._append(st, [tok], 1, phase, [lp])
-            out.append(tok)
-            yield tok
-            if tok in stop_ids:
-                return Generation(out, "stop", tok)
-        return Generation(out, "cap")
+        st.responding = True
+        try:
+            for _ in range(max_tokens):
+                if st.pending:
+                    self._forward(st)
+                tok, lp = self._sample(st, phase, stop_ids if len(out) < min_tokens else ())
+                self._append(st, [tok], 1, phase, [lp])
+                out.append(tok)
+                yield tok
+                if tok in stop_ids:
+                    return Generation(out, "stop", tok)
+            return Generation(out, "cap")
+        finally:  # done, capped, or cut by the caller (generator closed): no model call follows right away
+            st.responding = False
+            if st.runner is not None:
+                st.runner.settled(st)
 
     def generate(self, st: PolicyState, phase: str, max_tokens: int, stop_ids: tuple[int, ...],
                  min_tokens: int = 0) -> Generation:
@@ -300,6 +331,12 @@ class StreamingPolicy:
                 next(it)
             except StopIteration as done:
                 return done.value
+
+    def release(self, st: PolicyState) -> None:
+        """Free the state's KV cache (its token trace stays); a batched state leaves the shared batch."""
+        st.cache = None
+        if st.runner is not None:
+            st.runner.detach(st)
 
     def text(self, ids: list[int]) -> str:
         return self.protocol.decode(ids)

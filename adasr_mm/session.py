@@ -24,7 +24,7 @@ from .events import (
     SummaryEvent,
     ThoughtEvent,
 )
-from .policy import Generation, PolicyState, StreamingPolicy
+from .policy import Generation, PolicyState, Runner, StreamingPolicy
 from .protocol import FormatReport, ParsedTrace, extract_answer
 
 MODES = ("stream", "read-then-think")
@@ -90,7 +90,10 @@ class Session:
     """A single streaming episode. Not thread-safe; use one session per stream (many may coexist)."""
 
     def __init__(self, policy: StreamingPolicy, question: str, config: SessionConfig | None = None,
-                 clock: str | Clock = "instant", emit_deltas: bool = False, seed: int | None = None):
+                 clock: str | Clock = "instant", emit_deltas: bool = False, seed: int | None = None,
+                 batcher: Runner | None = None):
+        """``batcher``: run this session's model calls batched with other sessions' (a
+        :class:`~adasr_mm.continuous.DecodeScheduler`); None = batch 1 on its own cache."""
         if not isinstance(question, str) or not question.strip():
             raise InputError("the question is empty: pass --question TEXT")
         self.policy = policy
@@ -99,6 +102,7 @@ class Session:
         self.clock = make_clock(clock)
         self.emit_deltas = emit_deltas
         self.state = policy.new_state(seed)
+        self.state.runner = batcher
         self.events: list[Event] = []
         self.chunks: list[TimedChunk] = []
         self._chunk_ids: list[list[int]] = []
@@ -390,7 +394,7 @@ def session_result(p: StreamingPolicy, question: str, mode: str, clock: str, n_c
     ``timing``: the delay's parts and scheduling counters (:class:`SummaryEvent` fields; default zeros).
     """
     t_end_stream, delay, delay_last = times
-    st.cache = None  # free the KV cache now; the token trace stays for training/inspection
+    p.release(st)  # free the KV cache (and a batched row) now; the token trace stays for training/inspection
     trace = p.protocol.parse(st.ids, st.env_mask)
     report = trace.validate(n_chunks, streaming=mode == "stream")
     # Closures the environment wrote after the policy's last token are never read by anyone: not input.

@@ -35,6 +35,10 @@ class AppConfig:
     video_every_s: float = field(default=0.5, metadata={"help": "webcam frame sent to the server every (s)"})
     file_clock: str = field(default="realtime", metadata={"help": "default clock for uploaded files: realtime "
                                                                   "(plays at media speed) or instant"})
+    batching: bool = field(
+        default=True,
+        metadata={"help": "run concurrent sessions' model calls batched in one decode scheduler (continuous "
+                          "batching); false = each session at batch 1, sharing the model pass by pass"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -67,6 +71,10 @@ class ServeConfig:
     max_message_bytes: int = field(default=1_048_576, metadata={"help": "largest client message (bytes)"})
     idle_timeout_s: float = field(default=60.0, metadata={"help": "close a session silent for this long"})
     max_session_s: float = field(default=600.0, metadata={"help": "longest session (s of wall time)"})
+    batching: bool = field(
+        default=True,
+        metadata={"help": "run concurrent sessions' model calls batched in one decode scheduler (continuous "
+                          "batching); false = each session at batch 1, sharing the model pass by pass"})
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -1,9 +1,10 @@
 """The shared engine (models loaded once) and the per-connection state of the app.
 
 Every browser connection (Gradio session hash) gets a :class:`Connection` holding its current run; a run owns one
-agent :class:`~adasr_mm.session.Session`, exactly as the Python API's sessions. The policy's weights are shared:
-each session has its own KV cache, and forward passes go through one lock so concurrent sessions interleave token
-by token instead of oversubscribing the cores (and nothing in a model module is ever entered twice at once).
+agent :class:`~adasr_mm.session.Session`, exactly as the Python API's sessions. The policy's weights are shared.
+With ``app.batching`` (default) one :class:`~adasr_mm.continuous.DecodeScheduler` runs every run's model calls
+batched on one KV cache; without it each session has its own cache and forward passes go through one lock, so
+concurrent sessions interleave token by token instead of oversubscribing the cores.
 Runs get an explicit :class:`~apps.runs.RunContext` (agent, settings, ASR model, an end callback), never the
 engine itself.
 """
@@ -61,6 +62,7 @@ class Engine:
     def __init__(self, settings: AppSettings, agent: Any = None, asr_model: Any = None):
         from adasr_mm.adapters.asr import whisper_for
         from adasr_mm.agent import StreamingAgent
+        from adasr_mm.continuous import DecodeScheduler
         from adasr_mm.pipeline import configure_threads
 
         configure_threads(settings)  # ASR and policy on separate cores
@@ -68,7 +70,10 @@ class Engine:
         self.agent = agent if agent is not None else StreamingAgent.from_pretrained(config=settings)
         self.agent.config = settings
         self.asr_model = asr_model if asr_model is not None else whisper_for(settings.asr)
-        self.context = RunContext(self.agent, settings, self.asr_model, on_finished=self.run_finished)
+        self.batcher = (DecodeScheduler.for_sessions(self.agent.policy, settings.app.max_runs)
+                        if settings.app.batching else None)
+        self.context = RunContext(self.agent, settings, self.asr_model, on_finished=self.run_finished,
+                                  batcher=self.batcher)
         self.workdir = Path(tempfile.mkdtemp(prefix="adasr-app-"))
         self._conns: dict[str, Connection] = {}
         self._runs: set[Run] = set()
@@ -161,4 +166,6 @@ class Engine:
             keys = list(self._conns)
         for k in keys:
             self.release(k)
+        if self.batcher is not None:
+            self.batcher.close()
         shutil.rmtree(self.workdir, ignore_errors=True)

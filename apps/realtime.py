@@ -63,8 +63,10 @@ class RealtimeSession:
     """One connection's state: its question, audio format, live source and the pipeline worker."""
 
     def __init__(self, agent: Any, settings: Any, asr_model: Any, emit: Callable[[dict[str, Any]], None],
-                 max_session_s: float = 600.0):
+                 max_session_s: float = 600.0, batcher: Any = None):
+        """``batcher``: the server's shared decode scheduler (None: this session runs at batch 1)."""
         self.agent, self.settings, self.asr_model = agent, settings, asr_model
+        self.batcher = batcher
         self.emit = emit
         self.max_session_s = max_session_s
         self.id = new_id("sess")
@@ -271,7 +273,8 @@ class RealtimeSession:
 
         cfg = self._config()
         clock = LiveClock()
-        self.session = Session(self.agent.policy, self.instructions, cfg.session, clock, emit_deltas=True)
+        self.session = Session(self.agent.policy, self.instructions, cfg.session, clock, emit_deltas=True,
+                               batcher=self.batcher)
         self.source = LiveSource(self.asr_model, cfg.asr, cfg.audio, cfg.video, self.max_session_s,
                                  names=("client audio", "client frames"))
         self.source.bind_clock(clock)
@@ -294,6 +297,8 @@ class RealtimeSession:
             log.exception("realtime session %s failed", self.id)
             self.error("server_error", f"internal error ({type(e).__name__}: {e})", kind="server_error")
             self._done("failed", str(e))
+        finally:  # however it ended: free the KV cache, leave the shared batch
+            self.agent.policy.release(self.session.state)
 
     def _forward(self, ev: Event) -> None:
         if self.response_id is None and isinstance(ev, (DeepEvent, AnswerEvent, SummaryEvent)):

@@ -35,6 +35,7 @@ class RunContext:
     settings: Any
     asr_model: Any = None
     on_finished: Callable[[Any], None] | None = None
+    batcher: Any = None  # the shared decode scheduler (continuous batching); None = batch-1 sessions
 
 
 class Run:
@@ -48,7 +49,8 @@ class Run:
         self.ctx = ctx
         self.id = uuid.uuid4().hex[:10]
         self.clock = make_clock(clock)
-        self.session: Session | None = ctx.agent.session(question, clock=self.clock, emit_deltas=True)
+        self.session: Session | None = ctx.agent.session(question, clock=self.clock, emit_deltas=True,
+                                                         batcher=ctx.batcher)
         self.question = self.session.question
         self.events: list[Event] = []
         self.partial: dict[str, str] = {}  # phase -> text being written (live display only)
@@ -90,7 +92,7 @@ class Run:
         finally:
             self._on_exit()
             if self.session is not None and self.session.state is not None:
-                self.session.state.cache = None  # a cancelled or failed run keeps no KV cache
+                self.ctx.agent.policy.release(self.session.state)  # no KV cache kept; leaves the shared batch
             if self.ctx.on_finished is not None:
                 self.ctx.on_finished(self)
 

@@ -1,8 +1,9 @@
 """``adasr-mm serve``: the OpenAI-Realtime-compatible WebSocket server (Starlette on uvicorn).
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``WS /v1/realtime?model=...``. The models (policy, Whisper) are
-loaded once; each WebSocket connection owns one :class:`~apps.realtime.RealtimeSession` (its own KV cache, live
-source and pipeline worker). Safety: binds 127.0.0.1 by default; an API key (``Authorization: Bearer``) is
+loaded once; each WebSocket connection owns one :class:`~apps.realtime.RealtimeSession` (its own KV cache row, live
+source and pipeline worker). With ``serve.batching`` (default) one
+:class:`~adasr_mm.continuous.DecodeScheduler` runs every session's model calls batched. Safety: binds 127.0.0.1 by default; an API key (``Authorization: Bearer``) is
 required for any other interface; bounded message size, session count, idle time and session length.
 """
 
@@ -42,12 +43,14 @@ class RealtimeServer:
                               "port could use the models")
         from adasr_mm.adapters.asr import whisper_for
         from adasr_mm.agent import StreamingAgent
+        from adasr_mm.continuous import DecodeScheduler
         from adasr_mm.pipeline import configure_threads
 
         configure_threads(settings)
         self.settings, self.serve = settings, serve
         self.agent = agent if agent is not None else StreamingAgent.from_pretrained(config=settings)
         self.asr_model = asr_model if asr_model is not None else whisper_for(settings.asr)
+        self.batcher = DecodeScheduler.for_sessions(self.agent.policy, serve.max_sessions) if serve.batching else None
         self.sessions: set[RealtimeSession] = set()
         self._lock = threading.Lock()
 
@@ -61,7 +64,11 @@ class RealtimeServer:
     async def health(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
-        return JSONResponse({"status": "ok", "sessions": len(self.sessions), "max_sessions": self.serve.max_sessions})
+        body: dict[str, Any] = {"status": "ok", "sessions": len(self.sessions), "max_sessions": self.serve.max_sessions,
+                                "batching": self.batcher is not None}
+        if self.batcher is not None:
+            body["scheduler"] = self.batcher.stats.to_dict()
+        return JSONResponse(body)
 
     async def models(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
@@ -84,7 +91,7 @@ class RealtimeServer:
         def emit(ev: dict[str, Any]) -> None:  # called from the pipeline worker thread
             loop.call_soon_threadsafe(out.put_nowait, ev)
 
-        rs = RealtimeSession(self.agent, self.settings, self.asr_model, emit, self.serve.max_session_s)
+        rs = RealtimeSession(self.agent, self.settings, self.asr_model, emit, self.serve.max_session_s, self.batcher)
         with self._lock:
             busy = len(self.sessions) >= self.serve.max_sessions
             if not busy:

@@ -337,4 +337,6 @@ def test_disconnect_mid_stream_cancels_the_run_and_frees_its_cache(server):
     engine.release("leave-test")
     wait_until(lambda: run.done, what="the cancelled run")
     assert run.status == "cancelled" and run.session.state.cache is None
+    engine.batcher.sync()
+    assert engine.batcher.sessions == 0  # the cancelled run left the shared batch
     assert engine.active_runs == 0 and engine.live_connections == 0 and not conn.out_dir.exists()

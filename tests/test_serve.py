@@ -1,5 +1,8 @@
 """`adasr-mm serve` end to end: a real uvicorn server on 127.0.0.1 with the real SmolLM2 and Whisper tiny.en,
-driven by the official `openai` SDK's Realtime client (no stubs on either side)."""
+driven by the official `openai` SDK's Realtime client (no stubs on either side).
+
+The server batches its sessions' model calls (``serve.batching``, the default) and runs the policy in float32, so
+each connection's output can be checked token for token against a batch-1 replay of what it read."""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def server():
     from apps.serve import RealtimeServer, serve
 
     settings = load_serve_settings(None, [*CAPS, "serve.port=0", f"serve.api_key={KEY}", "serve.max_sessions=3",
-                                          "serve.max_message_bytes=200000"])
+                                          "serve.max_message_bytes=200000", "policy.dtype=float32"])
     srv = RealtimeServer(settings, settings.serve)
     uv, thread, url = serve(settings, settings.serve, server=srv, block=False)
     yield srv, url
@@ -52,6 +55,35 @@ def _until(conn, kinds: set[str], timeout: float = 120.0) -> list[dict]:
     raise AssertionError(f"no {kinds} within {timeout} s; got {[e['type'] for e in got]}")
 
 
+def _batch1_replay(policy, question: str, events: list[dict]) -> dict[str, list[str]]:
+    """Run what one connection read through a batch-1 session: the same chunk groups and thought lengths (the
+    live deadlines and cuts only decide those), the rest with the end marker; greedy, so the texts must match."""
+    from adasr_mm.chunks import TimedChunk
+    from adasr_mm.session import Session, SessionConfig
+
+    chunks = [TimedChunk.from_dict(e["chunk"]) for e in events if e["type"] == "adasr.chunk"]
+    s = Session(policy, question, SessionConfig(max_lag_s=4.0))
+    out: dict[str, list[str]] = {"thoughts": [], "deep": [], "answer": []}
+    last = -1
+    for r in (e for e in events if e["type"] in ("adasr.thought.done", "adasr.skip")):
+        group = chunks[r["index"] - r["group"] + 1: r["index"] + 1]
+        forced = r.get("forced", False)  # the lag guard's skip: replayed with a lag over the budget
+        for ev in s.push_group(group, [-100.0] * len(group) if forced else None, cap=r["tokens"]):
+            if ev.type in ("thought", "skip"):
+                out["thoughts"].append(ev.text)
+        last = r["index"]
+    for ev in s.finish_iter(pending=chunks[last + 1:]):
+        if ev.type in ("deep", "answer"):
+            out[ev.type].append(ev.text)
+    return out
+
+
+def _served(events: list[dict]) -> dict[str, list[str]]:
+    return {"thoughts": [e["text"] for e in events if e["type"] in ("adasr.thought.done", "adasr.skip")],
+            "deep": [e["text"] for e in events if e["type"] == "adasr.deep.done"],
+            "answer": [e["text"] for e in events if e["type"] == "response.output_text.done"]}
+
+
 def _speech_24k() -> np.ndarray:
     from adasr_mm.adapters.audio_io import load_audio
 
@@ -63,7 +95,7 @@ def _speech_24k() -> np.ndarray:
 def test_a_real_recording_streamed_at_real_time_with_a_concurrent_text_session(server):
     from adasr_mm.client import pcm16_blocks
 
-    _, url = server
+    srv, url = server
     audio = _speech_24k()
     other: dict = {}
 
@@ -115,6 +147,14 @@ def test_a_real_recording_streamed_at_real_time_with_a_concurrent_text_session(s
     assert texts == ["There are 3 cats.", "Then 2 more cats arrive."]
     assert not [e for e in theirs if e["type"].startswith("conversation.item.input_audio_transcription")]
     assert all(e["chunk"]["modality"] == "audio" for e in events if e["type"] == "adasr.chunk")
+    # no cross-talk inside the shared batch either: each connection wrote exactly what it writes alone
+    import httpx
+
+    health = httpx.get(f"{url}/health").json()
+    assert health["batching"] and health["scheduler"]["max_rows"] >= 2  # precondition: calls were shared
+    policy = srv.agent.policy
+    assert _served(events) == _batch1_replay(policy, "What is the speaker describing?", events)
+    assert _served(theirs) == _batch1_replay(policy, "How many cats are there?", theirs)
 
 
 def _error_after(conn, send) -> dict:
@@ -171,6 +211,32 @@ def test_api_key_is_checked_at_connect_and_models_and_health_answer(server):
     assert httpx.get(f"{url}/v1/models").status_code == 401
     models = _client(url).models.list()
     assert [m.id for m in models.data] and models.data[0].owned_by == "adasr-mm"
+
+
+def test_a_client_that_goes_away_mid_stream_leaves_the_shared_batch(server):
+    srv, url = server
+    with _client(url).realtime.connect(model="adasr-mm") as conn:
+        _until(conn, {"session.created"})
+        conn.session.update(session={"type": "realtime", "instructions": "How many cats are there?"})
+        _until(conn, {"session.updated"})
+        conn.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                   "content": [{"type": "input_text", "text": "There are 3 cats."}]}})
+        _until(conn, {"adasr.chunk"})  # read: the session holds a row of the batched cache
+        (rs,) = [r for r in srv.sessions if r.instructions == "How many cats are there?"]
+    rs.worker.join(120)  # the connection closed: the server cancels the session, its worker ends
+    srv.batcher.sync()
+    assert srv.batcher.sessions == 0
+
+
+def test_batching_can_be_turned_off(server):
+    from apps.config import load_serve_settings
+    from apps.serve import RealtimeServer
+
+    srv, _ = server
+    assert srv.batcher is not None  # on by default
+    settings = load_serve_settings(None, ["serve.batching=false"])
+    off = RealtimeServer(settings, settings.serve, agent=srv.agent, asr_model=srv.asr_model)
+    assert off.batcher is None
 
 
 def test_non_loopback_without_a_key_is_refused():
