@@ -202,6 +202,11 @@ def _bundled_base_files() -> dict[str, Any]:
     return files
 
 
+def asr_threads(cpu_threads: int) -> int:
+    """The CPU threads Whisper runs with for a configured ``cpu_threads`` (0 = every core)."""
+    return cpu_threads or (os.cpu_count() or 1)
+
+
 def whisper_for(config: ASRConfig) -> Any:
     """The shared (cached) Whisper model an :class:`ASRConfig` names."""
     return load_whisper(config.model, config.device, config.compute_type, config.cpu_threads)
@@ -222,7 +227,7 @@ def load_whisper(model: str = "tiny.en", device: str = "auto", compute_type: str
             device = "cpu"
     if compute_type == "auto":
         compute_type = "float16" if device == "cuda" else "int8"
-    threads = cpu_threads or (os.cpu_count() or 1)
+    threads = asr_threads(cpu_threads)
     kw: dict[str, Any] = {"device": device, "compute_type": compute_type, "cpu_threads": threads}
     try:
         if model == "tiny.en" and not Path(model).exists():

@@ -16,7 +16,7 @@ import numpy as np
 
 from adasr_mm.chunks import TimedChunk
 
-from .asr import SR, ASRConfig, StreamingASR, Word, whisper_for, words_text
+from .asr import SR, ASRConfig, StreamingASR, Word, asr_threads, whisper_for, words_text
 
 
 @dataclass
@@ -85,6 +85,7 @@ class AudioStreamStats:
     audio_s: float = 0.0
     asr_compute_s: float = 0.0
     words: int = 0
+    threads: int = 0  # Whisper's CPU threads (the summary shows what the run really used)
     commit_latencies: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, float]:
@@ -94,6 +95,7 @@ class AudioStreamStats:
             "asr_compute_s": self.asr_compute_s,
             "asr_rtf": self.asr_compute_s / self.audio_s if self.audio_s else 0.0,
             "asr_words": self.words,
+            "asr_threads": self.threads,
             "commit_latency_avg_s": float(np.mean(lat)) if lat else 0.0,
             "commit_latency_max_s": float(np.max(lat)) if lat else 0.0,
         }
@@ -113,7 +115,7 @@ class AudioStream:
         model = asr_model if asr_model is not None else whisper_for(self.asr_config)
         self.asr = StreamingASR(model, self.asr_config, timer=timer)
         self.chunker = WordChunker(config, source)
-        self.stats = AudioStreamStats()
+        self.stats = AudioStreamStats(threads=asr_threads(self.asr_config.cpu_threads))
         self._now = now
         self._resampler: Any = None
         self._in_sr: int | None = None

@@ -23,8 +23,8 @@ def run_media(path: str, question: str, cfg: AdasrConfig, output: str | None = N
     from .sinks import JsonlSink, TracePrinter, format_summary
 
     out = out or sys.stdout
+    configure_threads(cfg)  # ASR and policy on separate cores: first, so the source's ASR gets its share
     source = open_input(path, cfg.run.modality, cfg)  # validates the input before loading any model
-    configure_threads(cfg)  # ASR and policy on separate cores
     agent = StreamingAgent.from_pretrained(config=cfg)
     printer = TracePrinter(out)
     if not quiet:

@@ -149,7 +149,8 @@ def format_summary(s: SummaryEvent) -> str:
         line += f"\n         input error: {x['input_error']}"
     if "asr_rtf" in x:
         line += (f"\n         asr: rtf {x['asr_rtf']:.3f} · commit latency avg {x['commit_latency_avg_s']:.2f}s"
-                 f" · max {x['commit_latency_max_s']:.2f}s · {x.get('asr_words', 0)} words")
+                 f" · max {x['commit_latency_max_s']:.2f}s · {x.get('asr_words', 0)} words"
+                 + (f" · {x['asr_threads']} thread(s)" if x.get("asr_threads") else ""))
     return line
 
 

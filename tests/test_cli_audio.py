@@ -81,4 +81,7 @@ def test_spoken_sample_end_to_end_with_asr_figures(media, tmp_path):
     for key in ("asr_rtf", "commit_latency_avg_s", "commit_latency_max_s"):
         assert s[key] > 0, key
     assert s["stream_end_s"] == pytest.approx(13.0, abs=0.1)
+    from adasr_mm.pipeline import plan_threads
+
+    assert s["asr_threads"] == plan_threads(0)[0]  # Whisper got its share of the cores, not all of them
     assert "asr: rtf" in r.stdout and "[audio" in r.stdout
