@@ -18,6 +18,7 @@ server: each hands a chunk source and a session to :func:`iter_pipeline`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -63,6 +64,12 @@ class PipelineConfig:
         default=0,
         metadata={"help": "torch threads for the policy; 0 = the cores the ASR leaves free (at least 1)"},
     )
+    end_threads: int = field(
+        default=0,
+        metadata={"help": "torch threads for deep reasoning once the producer has stopped; 0 = every core when "
+                          "this is the only pipeline in the process (the ASR is done; `adasr-mm run`, the Python "
+                          "API), else the streaming split (the app and the server share the cores)"},
+    )
 
     def __post_init__(self) -> None:
         if self.min_thought_tokens < 1:
@@ -73,6 +80,8 @@ class PipelineConfig:
             raise ValueError(f"answer_within_s must be >= 0, got {self.answer_within_s}")
         if self.torch_threads < 0:
             raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
+        if self.end_threads < 0:
+            raise ValueError(f"end_threads must be >= 0, got {self.end_threads}")
 
 
 def plan_threads(asr_threads: int, torch_threads: int = 0, cores: int | None = None) -> tuple[int, int]:
@@ -345,6 +354,15 @@ class Scheduler:
             raise InputError("the input produced no chunks (nothing to read: silence, or no speech or text)")
         yield from self._finish(pending)
 
+    def _end_threads(self) -> int:
+        """Torch threads for the deep phase (0 = keep): the producer has stopped, so a lone pipeline takes the
+        cores the ASR had."""
+        if self.cfg.end_threads:
+            return self.cfg.end_threads
+        with _ACTIVE_LOCK:
+            alone = _ACTIVE[0] == 1
+        return (os.cpu_count() or 1) if alone else 0
+
     def _finish(self, pending: list[tuple[float, TimedChunk]]) -> Iterator[Event]:
         q, s = self.q, self.session
         end = max([c.end for c in s.chunks] + [c.end for _, c in pending] + [q.duration or 0.0])
@@ -352,10 +370,11 @@ class Scheduler:
         if q.error is not None:
             extra["input_error"] = str(q.error)
         timed = self.clock.media_timed
-        yield from s.finish_iter(
-            stream_end=end if timed else None, extra=extra, pending=[c for _, c in pending],
-            pending_available=[t for t, _ in pending], end_known=q.closed_at if timed else None,
-            answer_within_s=self.cfg.answer_within_s, prior_tokens_per_s=self.cfg.tokens_per_s)
+        with _torch_threads(self._end_threads()):
+            yield from s.finish_iter(
+                stream_end=end if timed else None, extra=extra, pending=[c for _, c in pending],
+                pending_available=[t for t, _ in pending], end_known=q.closed_at if timed else None,
+                answer_within_s=self.cfg.answer_within_s, prior_tokens_per_s=self.cfg.tokens_per_s)
         if q.error is not None:  # the session ended on what was read; the caller still learns why it stopped
             raise q.error
 
@@ -381,7 +400,39 @@ def iter_pipeline(session: Session, source: Iterable[TimedChunk], duration: floa
             pclock.reset()
     producer.start()
     session.start(reset_clock=False)
-    yield from Scheduler(session, q, cfg, live=live).run()
+    with _active():
+        yield from Scheduler(session, q, cfg, live=live).run()
+
+
+_ACTIVE = [0]  # pipelines consuming in this process (the deep phase takes every core only when alone)
+_ACTIVE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _active() -> Iterator[None]:
+    with _ACTIVE_LOCK:
+        _ACTIVE[0] += 1
+    try:
+        yield
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE[0] -= 1
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (0 = unchanged), then restore the streaming split."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n <= 0 or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def set_torch_threads(n: int) -> None:

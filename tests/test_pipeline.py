@@ -8,6 +8,7 @@ runs are deterministic up to scheduling noise of a few milliseconds.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -204,3 +205,24 @@ def test_thread_plan_splits_the_cores():
     assert plan_threads(0, 0, cores=8) == (4, 4)
     assert plan_threads(2, 0, cores=2) == (2, 1)
     assert plan_threads(0, 3, cores=4) == (2, 3)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to tell the split from all cores")
+def test_a_lone_pipeline_gives_deep_reasoning_every_core_then_restores_the_split(make_tiny_policy):
+    """Once the producer has stopped, the ASR's cores are free: a lone pipeline's deep phase runs on all of them
+    (measured where it happens, at the deep event), and the streaming split is back afterwards; an explicit
+    ``end_threads`` is used as given."""
+    import torch
+
+    policy = make_tiny_policy(max_thought_tokens=4, max_deep_tokens=4, max_answer_tokens=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for cfg, want in ((PipelineConfig(), os.cpu_count()), (PipelineConfig(end_threads=1), 1)):
+            s = Session(policy, "What happened?", SessionConfig(mode="stream"), clock="simulated")
+            seen = [torch.get_num_threads() for e in iter_pipeline(s, _chunks(3), None, cfg)
+                    if isinstance(e, DeepEvent)]
+            assert seen == [want]
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
