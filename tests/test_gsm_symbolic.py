@@ -185,7 +185,8 @@ def test_eval_runs_on_gsm_symbolic_in_both_modes(embedded_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "eval on 2 held-out text streams" in r.stdout
     got = json.loads(out.read_text())
-    assert list(got) == ["trained/stream", "trained/read-then-think"]
-    for mode, res in got.items():
+    assert list(got) == ["trained/stream", "trained/read-then-think", "meta", "per_sample"]
+    assert got["meta"]["data"] == "gsm-symbolic" and [len(v) for v in got["per_sample"].values()] == [2, 2]
+    for mode, res in list(got.items())[:2]:
         assert res["n"] == 2 and 0 <= res["accuracy"] <= 1 and res["deep_tokens"] > 0, mode
     assert got["trained/stream"]["stream_tokens"] > 0 and got["trained/read-then-think"]["stream_tokens"] == 0

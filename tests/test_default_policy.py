@@ -1,0 +1,51 @@
+"""The shipped default policy: small, loaded by default, and still as accurate as its recorded eval.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adasr_mm.models import default_policy_dir, is_adapter_dir, resolve_policy_path
+
+ROOT = Path(__file__).resolve().parents[1]
+N_CHECK = 16  # held-out streams re-evaluated here (of the 32 in eval.json): ~1 min on 2 cores
+
+
+def _recorded() -> dict:
+    return json.loads((default_policy_dir() / "eval.json").read_text())
+
+
+def test_shipped_adapter_is_small_and_the_default():
+    d = default_policy_dir()
+    assert is_adapter_dir(d)
+    assert sum(p.stat().st_size for p in d.iterdir()) <= 8_000_000
+    assert resolve_policy_path(None) == resolve_policy_path("default") == str(d)
+    assert resolve_policy_path("base") != str(d)
+
+
+@pytest.mark.slow
+def test_shipped_adapter_keeps_its_recorded_held_out_accuracy():
+    """Re-run the first held-out streams of ``eval.json`` (same data, caps and greedy decoding): accuracy and
+    answers must match what was recorded when the adapter was trained, so a change that breaks the policy (the
+    loader, the protocol, the session) fails here."""
+    from adasr_mm.training.config import load_train_config
+    from adasr_mm.training.evaluate import evaluate
+    from adasr_mm.training.pipeline import load_run_samples
+
+    rec = _recorded()
+    meta = rec["meta"]
+    caps = dict(zip(("max_thought_tokens", "max_deep_tokens", "max_answer_tokens"), meta["caps"], strict=True))
+    cfg = load_train_config(None, [f"train.data={meta['data']}", f"train.modality={meta['modality']}",
+                                   *(f"rl.{k}={v}" for k, v in caps.items())])
+    samples = load_run_samples(cfg, "test", N_CHECK)
+    want = [r for r in rec["per_sample"]["trained/stream"]][:N_CHECK]
+    assert [s.id for s in samples] == [r["id"] for r in want]
+    rows: list[dict] = []
+    got = evaluate("default", samples, cfg, "stream", rows)
+    recorded_acc = sum(r["accuracy"] for r in want) / len(want)
+    assert got["accuracy"] == pytest.approx(recorded_acc, abs=2 / N_CHECK)
+    same = sum(a["answer"] == b["answer"] for a, b in zip(rows, want, strict=True))
+    assert same >= N_CHECK - 2, [(a["answer"], b["answer"]) for a, b in zip(rows, want, strict=True)]
+    assert got["accuracy"] > 0.25  # the untrained base scores 0 here
