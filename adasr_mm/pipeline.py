@@ -428,11 +428,11 @@ def _torch_threads(n: int) -> Iterator[None]:
     if n <= 0 or n == before:
         yield
         return
-    torch.set_num_threads(n)
+    set_torch_threads(n)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        set_torch_threads(before)
 
 
 def set_torch_threads(n: int) -> None:

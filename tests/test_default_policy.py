@@ -40,7 +40,7 @@ def test_shipped_adapter_keeps_its_recorded_held_out_accuracy():
     cfg = load_train_config(None, [f"train.data={meta['data']}", f"train.modality={meta['modality']}",
                                    *(f"rl.{k}={v}" for k, v in caps.items())])
     samples = load_run_samples(cfg, "test", N_CHECK)
-    want = [r for r in rec["per_sample"]["trained/stream"]][:N_CHECK]
+    want = rec["per_sample"]["trained/stream"][:N_CHECK]
     assert [s.id for s in samples] == [r["id"] for r in want]
     rows: list[dict] = []
     got = evaluate("default", samples, cfg, "stream", rows)
