@@ -217,7 +217,7 @@ def test_concurrent_sessions_get_their_own_traces_and_a_failure_stays_local(serv
     jobs.append(("apples.txt", "What does Tom buy at the market?", SAMPLES / "text" / "apples.txt"))
     jobs.append(("corrupt.mp4", "What is in it?", media / "corrupt.mp4"))
     results: dict[int, tuple] = {}
-    clients = [Client(url, verbose=False) for _ in jobs]
+    clients = [Client(url, verbose=False, httpx_kwargs={"timeout": 120}) for _ in jobs]
 
     def go(i: int) -> None:
         name, q, path = jobs[i]

@@ -320,7 +320,7 @@ def test_app_runs_share_one_decode_scheduler(policy):
             run.join(600)
         for run, ref in zip(runs, refs, strict=True):
             assert run.status == "done", run.error
-            assert run.session.state.ids == ref.state.ids and run.answer.text == ref.answer
+            assert run.session.state.ids == ref.state.ids and run.answer.answer == ref.answer
         st = engine.batcher.stats
         assert st.rows_served > st.decode_calls + st.prefill_calls  # some calls carried both runs
         engine.batcher.sync()
@@ -334,8 +334,10 @@ def test_a_session_that_fills_its_context_evicts_and_rejoins():
     the batch) and rejoin with the rebuilt cache; both sessions still equal their batch-1 runs."""
     from adasr_mm.policy import PolicyConfig, StreamingPolicy
 
-    small = StreamingPolicy.from_pretrained(PolicyConfig(dtype="float32", max_thought_tokens=10, max_deep_tokens=16,
-                                                         max_answer_tokens=8, max_context_tokens=300))
+    # the untrained base model: its longer thoughts fill the 300-token context on both streams
+    small = StreamingPolicy.from_pretrained(PolicyConfig(policy="base", dtype="float32", max_thought_tokens=10,
+                                                         max_deep_tokens=16, max_answer_tokens=8,
+                                                         max_context_tokens=300))
     streams = [(STREAMS[k][0], list(chunks_from_text(STREAMS[k][1] + " " + STREAMS[k][1]))) for k in range(2)]
 
     def run(k, batcher=None):
