@@ -283,8 +283,12 @@ def test_end_read_traces_match_a_session_that_reads_the_last_chunk_at_the_end(ma
     assert len(tr.responses) == len(s.chunks) and last.start == last.end and last.closer == "<|end_of_stream|>"
     assert all(r.closer != "<|end_of_stream|>" for r in tr.responses[:-1])
     assert tr.validate(len(s.chunks), streaming=True).violations == []
-    deep = p.decode([t for t, m in zip(ids[tr.deep.start:], mask[tr.deep.start:], strict=True) if m])
-    assert deep.startswith(s.teacher[-1]) and s.teacher_deep in deep
+    assert p.decode(ids[tr.deep.start : tr.deep.end]).strip() == s.teacher[-1]  # it states the total: no recap
+    s.meta.pop("deep_is_recap")  # a deep phase that is more than a recap follows the last update
+    ids2 = teacher_trace(s, p, end_read=True)[0]
+    tr2 = p.parse(ids2)
+    assert p.decode(ids2[tr2.deep.start : tr2.deep.end]).strip() == f"{s.teacher[-1]} {s.teacher_deep}"
+    s.meta["deep_is_recap"] = True
     sess = Session(policy, s.question, SessionConfig(mode="stream"), clock="instant")
     for c in s.chunks[:-1]:
         list(sess.push(c))

@@ -133,7 +133,8 @@ def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GEN
     ``teacher_deep``, else ``generic_deep``. ``rtt=True`` renders the read-then-think trace instead, exactly as
     a ``read-then-think`` session lays it out: every chunk back to back, then ``teacher_rtt`` and the answer.
     ``end_read=True``: the last chunk is read with the end-of-stream marker, as a session does when the end is
-    known by then: no response to it, and its thought (if any) opens the deep phase.
+    known by then: no response to it, and its thought (if any) opens the deep phase (and is all of it when
+    ``teacher_deep`` is a mere recap: every token after the stream's end is on the answer's critical path).
     """
     chunks = sample_chunks(sample)
     if not chunks:
@@ -155,7 +156,8 @@ def teacher_trace(sample: Sample, protocol: Protocol, generic_thought: str = GEN
         last = thoughts[-1]
         thoughts = thoughts[:-1]
         if last and sample.teacher is not None:
-            deep = f"{last.strip()} {deep.strip()}"
+            # a deep phase that only restates the total (meta "deep_is_recap") is redundant after the last update
+            deep = last if sample.meta.get("deep_is_recap") else f"{last.strip()} {deep.strip()}"
     deep = deep.strip()
     answer = str(sample.answer).strip()
     texts = [("deep reasoning", deep), ("answer", answer), *(("thought", t) for t in thoughts if t)]

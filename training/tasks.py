@@ -275,6 +275,7 @@ def make_word_problem(seed: int, level: str = "standard", n_sentences: int | Non
                   context=text, duration=chunks[-1].end, teacher=teacher,
                   teacher_deep=f"The running total is {cur} {obj}.", teacher_rtt=rtt,
                   meta={"seed": seed, "relevant": relevant, "task": "word_problem", "level": level,
+                        "deep_is_recap": True,
                         "start": start, "ops": [[op, a] for op, a, _, _ in steps]})
 
 
@@ -333,10 +334,10 @@ def spoken_word_problems(n: int, split: str, out_dir: Path, level: str = "standa
         wav = Path(out_dir) / f"{s.id}.wav"
         _atomic_render(wav, lambda p, text=s.context: speak(text or "", p))
         meta = {"seed": s.meta["seed"], "task": "spoken_word_problem", "text_teacher": s.teacher,
-                "text_relevant": s.meta["relevant"]}
+                "text_relevant": s.meta["relevant"], "deep_is_recap": True}
         out.append(Sample(id=f"{s.id}-audio", question=s.question, answer=s.answer, modality="audio",
-                          media=str(wav.resolve()), context=s.context, teacher_deep=s.teacher_deep, teacher_rtt=s.teacher_rtt,
-                          meta=meta))
+                          media=str(wav.resolve()), context=s.context, teacher_deep=s.teacher_deep,
+                          teacher_rtt=s.teacher_rtt, meta=meta))
     return out
 
 
