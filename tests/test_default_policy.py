@@ -48,4 +48,4 @@ def test_shipped_adapter_keeps_its_recorded_held_out_accuracy():
     assert got["accuracy"] == pytest.approx(recorded_acc, abs=2 / N_CHECK)
     same = sum(a["answer"] == b["answer"] for a, b in zip(rows, want, strict=True))
     assert same >= N_CHECK - 2, [(a["answer"], b["answer"]) for a, b in zip(rows, want, strict=True)]
-    assert got["accuracy"] > 0.25  # the untrained base scores 0 here
+    assert got["accuracy"] >= 0.2  # the untrained base scores 0 here; the shipped one 4/16
