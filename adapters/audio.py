@@ -25,7 +25,12 @@ class AudioAdapterConfig:
 
     max_chunk_s: float = field(default=8.0, metadata={"help": "close a chunk after this much speech"})
     min_chunk_words: int = field(default=3, metadata={"help": "a sentence shorter than this waits for more"})
-    block_s: float = field(default=0.5, metadata={"help": "file replay: audio pushed per step (s)"})
+    block_s: float = field(
+        default=0.1,
+        metadata={"help": "file replay: audio pushed per step (s), as a microphone or network client delivers it; "
+                          "larger blocks delay every commit by up to a block (0.5: make-demo delay 1.6-2.1 s vs "
+                          "1.1-1.2 s)"},
+    )
     max_duration_s: float = field(default=0.0, metadata={"help": "stop reading files after this long (0 = all)"})
 
     def __post_init__(self) -> None:

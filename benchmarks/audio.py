@@ -3,8 +3,9 @@
 Per file and setting: offline faster-whisper WER (whole file, same model), streaming WER, commit latency (commit
 time minus the word's end time, avg over words and max) on a simulated producer timeline, RTF (ASR compute /
 audio), and hallucinated chunks (chunks none of whose words is in the reference; on the kit's non-speech files
-every chunk is one). Timeline: a 0.5 s block becomes available at its media time; the ASR handles it at
-max(arrival, end of the previous work) + its measured compute, as the producer thread of the live pipeline does.
+every chunk is one). Timeline: a block (``--block-s``; default the file replay's) becomes available at its media
+time; the ASR handles it at max(arrival, end of the previous work) + its measured compute, as the producer
+thread of the live pipeline does.
 
 Compute is measured as this process's CPU time by default (``--timer cpu``): with Whisper on 1 thread that is
 what one free core would take, and it does not swing with what the other users of a shared machine run. ``--timer
@@ -93,7 +94,7 @@ def hallucinated(chunks: list[str], reference: str) -> int:
     return sum(1 for c in chunks if normalize_words(c) and not ref & set(normalize_words(c)))
 
 
-def stream_file(path: Path, asr_cfg, model, timer) -> dict:  # noqa: ANN001
+def stream_file(path: Path, asr_cfg, model, timer, block_s: float = 0.5) -> dict:  # noqa: ANN001
     from adasr_mm.adapters.asr import words_text
     from adasr_mm.adapters.audio import AudioStream
     from adasr_mm.adapters.audio_io import TARGET_SR, iter_audio_blocks
@@ -101,7 +102,7 @@ def stream_file(path: Path, asr_cfg, model, timer) -> dict:  # noqa: ANN001
     clock = ComputeClock(timer)
     stream = AudioStream(model, asr_cfg, source=str(path), now=clock.now, timer=timer)
     chunks, t = [], 0.0
-    for block in iter_audio_blocks(path, 0.5, TARGET_SR):
+    for block in iter_audio_blocks(path, block_s, TARGET_SR):
         t += len(block) / TARGET_SR
         clock.wait_until(t)
         chunks += list(stream.push(block, TARGET_SR))
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--asr", default="tiny.en")
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="Whisper CPU threads to run (each)")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--block-s", type=float, nargs="+", default=None,
+                    help="audio pushed per step (s), each a run; default: the file replay's audio.block_s")
     ap.add_argument("--kit", default=str(KIT))
     ap.add_argument("--no-samples", action="store_true", help="skip the bundled espeak fixtures")
     ap.add_argument("--timer", choices=("cpu", "wall"), default="cpu")
@@ -212,18 +215,21 @@ def main(argv: list[str] | None = None) -> int:
         wer,
         words_text,
     )
+    from adasr_mm.adapters.audio import AudioAdapterConfig
     from adasr_mm.adapters.audio_io import load_audio
 
+    blocks = args.block_s or [AudioAdapterConfig().block_s]
     timer = time.process_time if args.timer == "cpu" else time.perf_counter
     load = os.getloadavg()
     todo = files(Path(args.kit), not args.no_samples)
     models = {t: load_whisper(args.asr, "cpu", "auto", t) for t in args.threads}
-    runs = [(f"{s} t{t}", dataclasses.replace(ASRConfig(model=args.asr, cpu_threads=t), **SETTINGS[s]), t)
-            for t in args.threads for s in args.settings]
+    runs = [(f"{s} t{t}" + (f" b{b:g}" if len(blocks) > 1 else ""),
+             dataclasses.replace(ASRConfig(model=args.asr, cpu_threads=t), **SETTINGS[s]), t, b)
+            for t in args.threads for s in args.settings for b in blocks]
     if todo:  # first-use costs (VAD session, Whisper's first decode) are not the first file's compute
         warm = load_audio(todo[0][2], max_seconds=3.0)
         for t, m in models.items():
-            stream_file(todo[0][2], ASRConfig(model=args.asr, cpu_threads=t), m, timer)
+            stream_file(todo[0][2], ASRConfig(model=args.asr, cpu_threads=t), m, timer, blocks[0])
             transcribe_offline(m, warm)
     rows = []
     for group, name, path, ref in tqdm(todo, desc="audio", file=sys.stderr):
@@ -231,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         off = words_text(transcribe_offline(models[args.threads[0]], audio, ASRConfig(model=args.asr)))
         row = {"group": group, "file": name, "duration_s": len(audio) / 16000, "reference": ref,
                "words": len(normalize_words(ref)), "offline_wer": wer(ref, off), "offline_text": off}
-        for label, cfg, t in runs:
-            r = stream_file(path, cfg, models[t], timer)
+        for label, cfg, t, b in runs:
+            r = stream_file(path, cfg, models[t], timer, b)
             lat = r.pop("latencies")
             row[label] = {**r, "wer": wer(ref, r["text"]), "hallucinated": hallucinated(r["chunks"], ref),
                           "chunk_texts": r["chunks"], "chunks": len(r["chunks"]), "rtf": r["compute_s"] / row[
@@ -250,20 +256,22 @@ def main(argv: list[str] | None = None) -> int:
                 row[f"WhisperLiveKit t{args.threads[0]}"] = {**peer_row(p, row["reference"], row["duration_s"]),
                                                              "hallucinated": hallucinated(p["line_texts"],
                                                                                           row["reference"])}
-    labels = [label for label, _, _ in runs] + ([f"WhisperLiveKit t{args.threads[0]}"] if args.peer_venv else [])
+    labels = [label for label, *_ in runs] + ([f"WhisperLiveKit t{args.threads[0]}"] if args.peer_venv else [])
     groups = ("kit", "kit-approx", "kit-nonspeech", "samples")
     summary = {g: {s: v for s in labels if (v := summarize(rows, g, s))} for g in groups}
     summary = {g: v for g, v in summary.items() if v}
     lines = table(summary)
     lines.append(f"(ASR {args.asr} int8, {os.cpu_count()} cores, load avg {load[0]:.1f} at start; compute = "
-                 f"{'process CPU' if args.timer == 'cpu' else 'wall'} time; 0.5 s blocks on the simulated producer "
+                 f"{'process CPU' if args.timer == 'cpu' else 'wall'} time; "
+                 f"{'/'.join(f'{b:g}' for b in blocks)} s blocks on the simulated producer "
                  f"timeline; ratios leave out files with offline WER > {OFFLINE_FAILS}; targets: ratio <= 1.1, "
                  "per file <= 1.3, latency avg <= 2.0 s, max <= 5 s, RTF <= 0.2, 0 hallucinated)")
     print("\n".join(lines))
     out = {"benchmark": "audio", "asr": args.asr, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": load,
                        "loadavg_end": os.getloadavg()},
-           "timer": args.timer, "threads": args.threads, "settings": {k: SETTINGS[k] for k in args.settings},
+           "timer": args.timer, "threads": args.threads, "block_s": blocks,
+           "settings": {k: SETTINGS[k] for k in args.settings},
            "summary": summary, "rows": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
