@@ -55,7 +55,7 @@ def test_the_audio_handed_to_whisper_is_not_altered_by_the_vad():
         asr.push(a[i: i + 1600])
     assert len(asr._buf) > 2 * SR
     ends = [o for o, _ in asr._anchors[1:]] + [len(asr._buf)]
-    for (off, t), end in zip(asr._anchors, ends):  # every buffered run is the source audio, sample for sample
+    for (off, t), end in zip(asr._anchors, ends, strict=True):  # every buffered run is the source audio, sample for sample
         s = int(round(t * SR))
         np.testing.assert_array_equal(asr._buf[off:end], a[s: s + end - off])
 
