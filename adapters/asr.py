@@ -278,8 +278,8 @@ class StreamingVAD:
     It drives the ONNX session faster-whisper loads (inputs ``input``/``h``/``c``); ``tests/test_asr_vad.py``
     pins that against faster-whisper's own call."""
 
-    WINDOW = 512
-    CONTEXT = 64
+    WINDOW = _VAD_WINDOW
+    CONTEXT = 64  # samples of the previous window Silero sees before each window
 
     def __init__(self, reset_windows: int = 16, model: Any | None = None):
         self.model = model or _vad_model()
@@ -303,9 +303,9 @@ class StreamingVAD:
             g = self.reset_windows
             if g and self._n % g == 0:
                 self._reset()
-            k = g - self._n % g if g else len(rows)
+            k = min(g - self._n % g, len(rows)) if g else len(rows)  # windows up to the next restart
             out.append(self._run(rows[:k]))
-            rows, self._n = rows[k:], self._n + len(rows[:k])
+            rows, self._n = rows[k:], self._n + k
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def _run(self, rows: np.ndarray) -> np.ndarray:
