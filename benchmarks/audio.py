@@ -94,7 +94,7 @@ def hallucinated(chunks: list[str], reference: str) -> int:
     return sum(1 for c in chunks if normalize_words(c) and not ref & set(normalize_words(c)))
 
 
-def stream_file(path: Path, asr_cfg, model, timer, block_s: float = 0.5) -> dict:  # noqa: ANN001
+def stream_file(path: Path, asr_cfg, model, timer, block_s: float) -> dict:  # noqa: ANN001
     from adasr_mm.adapters.asr import words_text
     from adasr_mm.adapters.audio import AudioStream
     from adasr_mm.adapters.audio_io import TARGET_SR, iter_audio_blocks
