@@ -272,8 +272,9 @@ class StreamingVAD:
     into the last 64 samples of its input array, which here was the audio then handed to Whisper (4 ms gaps per
     block). With 0.1 s network blocks the kit's streaming WER was 0.122 against 0.090 with 0.5 s file blocks.
     This keeps the state across calls and never writes to its input; the state restarts every
-    ``reset_windows`` windows of *stream* time (``asr.vad_reset_s``, 0.5 s = 16 windows), because carried over the whole stream the LSTM
-    smooths over the short pauses that end utterances: dev-kit WER 0.122-0.131 and commit latency 2.5 s,
+    ``reset_windows`` windows of *stream* time (``asr.vad_reset_s``, 0.5 s = 16 windows), because carried over
+    the whole stream the LSTM smooths over the short pauses that end utterances: dev-kit WER 0.122-0.131 and
+    commit latency 2.5 s,
     against 0.094 and 2.1-2.4 s with the restart, for 0.1 and 0.5 s blocks alike (``benchmarks/audio.py``).
     It drives the ONNX session faster-whisper loads (inputs ``input``/``h``/``c``); ``tests/test_asr_vad.py``
     pins that against faster-whisper's own call."""
