@@ -274,8 +274,8 @@ class StreamingVAD:
     This keeps the state across calls and never writes to its input; the state restarts every
     ``reset_windows`` windows of *stream* time (``asr.vad_reset_s``, 0.5 s = 16 windows), because carried over
     the whole stream the LSTM smooths over the short pauses that end utterances: dev-kit WER 0.122-0.131 and
-    commit latency 2.5 s,
-    against 0.094 and 2.1-2.4 s with the restart, for 0.1 and 0.5 s blocks alike (``benchmarks/audio.py``).
+    commit latency 2.5 s, against 0.094 and 2.1-2.4 s with the restart, for 0.1 and 0.5 s blocks alike
+    (``benchmarks/audio.py``).
     It drives the ONNX session faster-whisper loads (inputs ``input``/``h``/``c``); ``tests/test_asr_vad.py``
     pins that against faster-whisper's own call."""
 
