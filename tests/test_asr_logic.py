@@ -82,6 +82,10 @@ def test_bad_asr_config_values():
         ASRConfig(min_window_s=40)
     with pytest.raises(ValueError, match="min_speech_s"):
         ASRConfig(min_speech_s=-1)
+    with pytest.raises(ValueError, match="stable_s"):
+        ASRConfig(stable_s=-0.5)
+    with pytest.raises(ValueError, match="stable_prob"):
+        ASRConfig(stable_prob=1.5)
     with pytest.raises(ValueError, match="block_s"):
         AudioAdapterConfig(block_s=0)
 
