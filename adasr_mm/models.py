@@ -185,4 +185,9 @@ def _attach_adapter(model: Any, adapter: str, trainable: bool, what: str) -> Any
         peft_model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise ModelLoadError(f"cannot load {what} adapter {adapter!r} onto its base: {e}") from e
-    return peft_model if trainable else peft_model.merge_and_unload()
+    if trainable:
+        return peft_model
+    merged = peft_model.merge_and_unload()
+    # PEFT froze the base for the adapter; merged, it is plain weights again, and a full-weight stage may train
+    # them (inference runs under inference_mode, where this costs nothing)
+    return merged.requires_grad_(True)

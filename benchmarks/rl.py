@@ -95,7 +95,7 @@ def sft_start(cfg: Any, train: list[Any], work: Path) -> tuple[str, dict[str, An
     sft_dir = work / "sft"
     if (sft_dir / "config.json").is_file():
         return str(sft_dir), {"reused": str(sft_dir)}
-    model, tok = load_causal_lm(None)
+    model, tok = load_causal_lm("base")  # the untrained SmolLM2, as `adasr-mm train` starts SFT
     info = run_sft(model, tok, train, cfg.sft, str(sft_dir), cfg.adapters.protocol)
     return str(sft_dir), info
 

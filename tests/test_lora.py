@@ -80,6 +80,17 @@ def test_keep_adapter_continues_the_same_adapter(trained_adapter):
     assert apply_lora(model, tok, LoraStageConfig(enabled=True)) is model  # a later stage does not stack a new one
 
 
+def test_a_merged_adapter_trains_as_full_weights(trained_adapter):
+    """A full-weight stage (lora disabled) may start from an adapter dir (e.g. the shipped default): merged, every
+    weight must take gradients again (PEFT froze them for the adapter)."""
+    adapter, _, _ = trained_adapter
+    model, tok = load_causal_lm(str(adapter))
+    assert not hasattr(model, "peft_config")
+    loss = model(input_ids=torch.tensor([_probe_ids(tok)]), labels=torch.tensor([_probe_ids(tok)])).loss
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.dim() == 2)
+
+
 def test_policy_and_agent_take_an_adapter_dir(trained_adapter):
     from adasr_mm.adapters.text import chunks_from_text
     from adasr_mm.agent import StreamingAgent
