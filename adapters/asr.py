@@ -133,6 +133,34 @@ class ASRConfig:
     stable_prob: float = field(
         default=0.5, metadata={"help": "... and whose word probability is at least this"},
     )
+    substitution_context: int = field(
+        default=2,
+        metadata={"help": "LocalAgreement: two passes that differ in one word but agree on the next this many "
+                          "words agree there too (the newer pass's word is committed); 0 = exact agreement only"},
+    )
+    first_commit_prob: float = field(
+        default=0.3,
+        metadata={"help": "a stream's first words (no committed text yet to prompt with) are committed by "
+                          "agreement only when both passes give them at least this probability, until the buffer "
+                          "holds first_commit_hold_s: two passes over 1-2 s of audio often agree on the same wrong "
+                          "opening ('How do you' for 'Had he'); 0 = off"},
+    )
+    first_commit_hold_s: float = field(
+        default=4.0, metadata={"help": "... (the bound on that wait, seconds of buffered audio)"},
+    )
+    flush_full_window_prob: float = field(
+        default=0.5,
+        metadata={"help": "decode an utterance's final pass again with Whisper's full 30 s window when one of "
+                          "its new words has a probability below this (0 = never): the short encoder window "
+                          "(min_window_s) costs accuracy on exactly those words"},
+    )
+    retry_uncovered_s: float = field(
+        default=1.5,
+        metadata={"help": "decode the buffer a second time (without the prompt; or with the full window when there "
+                          "is no prompt) when a pass leaves this much VAD speech after the last commit without a "
+                          "word on it: Whisper sometimes skips most of the buffer or loops, and the words then "
+                          "wait passes longer; 0 = never"},
+    )
 
     def __post_init__(self) -> None:
         for name in ("min_chunk_s", "buffer_max_s", "pause_s"):
@@ -168,6 +196,15 @@ class ASRConfig:
             raise ValueError(f"stable_s must be >= 0, got {self.stable_s}")
         if not 0 <= self.stable_prob <= 1:
             raise ValueError(f"stable_prob must be in [0, 1], got {self.stable_prob}")
+        if self.substitution_context < 0:
+            raise ValueError(f"substitution_context must be >= 0, got {self.substitution_context}")
+        for name in ("first_commit_prob", "flush_full_window_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.first_commit_hold_s < 0:
+            raise ValueError(f"first_commit_hold_s must be >= 0, got {self.first_commit_hold_s}")
+        if self.retry_uncovered_s < 0:
+            raise ValueError(f"retry_uncovered_s must be >= 0, got {self.retry_uncovered_s}")
 
 
 @dataclass
@@ -419,7 +456,8 @@ class ASRStats:
     dropped_fragments: int = 0  # utterances with too little voiced audio, dropped undecoded
     dropped_segments: int = 0  # decoded segments rejected as non-speech / stock phrases on weak evidence
     dropped_unvoiced: int = 0  # words lying outside every VAD speech region
-    full_window_retries: int = 0  # flushes decoded again with the full 30 s window after an empty decode
+    full_window_retries: int = 0  # flushes decoded again with the full 30 s window (empty, or an uncertain word)
+    uncovered_retries: int = 0  # passes decoded again because their words left speech uncovered
     max_buffer_s: float = 0.0
 
     @property
@@ -527,11 +565,12 @@ class StreamingASR:
         text = "".join(w.text for w in self.committed if w.end <= t0 + 1e-3)
         return text[-self.config.prompt_chars :].strip() or None
 
-    def _transcribe(self, start: int = 0, prompt: str | None = None, window: float = 0.0
+    def _transcribe(self, start: int = 0, prompt: str | None = None, window: float = 0.0, prompted: bool = True
                     ) -> list[tuple[Word, int]]:
         """Words of the buffer from sample ``start`` on, as (word in stream time, buffer end position).
 
-        The whole buffer is prompted with the committed text before it; a tail decode gets ``prompt``."""
+        The whole buffer is prompted with the committed text before it (unless not ``prompted``); a tail decode
+        gets ``prompt``."""
         cfg = self.config
         audio = self._buf[start:]
         window = window or (window_for(len(audio) / SR, cfg.min_window_s) if self._windowed else 30.0)
@@ -539,11 +578,12 @@ class StreamingASR:
             segments, _ = self.model.transcribe(
                 audio, language=cfg.language or None, beam_size=cfg.beam_size, word_timestamps=True,
                 vad_filter=False, condition_on_previous_text=False, temperature=0.0,
-                initial_prompt=self._prompt() if start == 0 else prompt, without_timestamps=False,
+                initial_prompt=(self._prompt() if prompted else None) if start == 0 else prompt,
+                without_timestamps=False,
             )
             segments = list(segments)  # the generator decodes lazily: run it inside the window
         b0 = start / SR
-        out: list[tuple[Word, int]] = []
+        decoded: list[tuple[Word, int]] = []
         for seg in segments:
             words = [(Word(self._to_stream(b0 + w.start), self._to_stream(b0 + w.end), w.word, w.probability),
                       start + int(round(w.end * SR))) for w in seg.words or []]
@@ -554,14 +594,33 @@ class StreamingASR:
             for word, b in words:
                 if not word.norm:  # bare punctuation: glue it to the previous word (once: not Whisper's "....")
                     mark = word.text.strip()[:1]
-                    if out and mark and not out[-1][0].text.endswith(mark):
-                        out[-1][0].text += mark
+                    if decoded and mark and not decoded[-1][0].text.endswith(mark):
+                        decoded[-1][0].text += mark
                     continue
-                if cfg.vad and self._voiced_s(word.start, word.end, pad=0.15) <= 0:
-                    self.stats.dropped_unvoiced += 1  # e.g. text "heard" in the pre-roll or a closing pause
-                    continue
-                out.append((word, b))
+                decoded.append((word, b))
         self.stats.passes += 1
+        return self._voiced_words(decoded)
+
+    def _voiced_words(self, decoded: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
+        """Decoded words without repetition loops and without words outside VAD speech.
+
+        Loops are cut first: a phrase repeated into a closing pause ("ladies and gentlemen. Ladies and
+        gentlemen.") loses only its unvoiced last word to the VAD rule, and the rest would no longer look like a
+        repeat."""
+        kept = {id(w) for w in drop_repeats([], [w for w, _ in decoded])}
+        self.stats.dropped_repeats += len(decoded) - len(kept)
+        out: list[tuple[Word, int]] = []
+        for word, b in decoded:
+            if id(word) not in kept:
+                continue
+            # the word's own span widened (not the runs: Whisper gives many words a zero-length span)
+            if self.config.vad and self._voiced_s(word.start - 0.15, word.end + 0.15) <= 0:
+                self.stats.dropped_unvoiced += 1  # e.g. text "heard" in the pre-roll or a closing pause
+                mark = word.text.rstrip()[-1:]
+                if out and mark in ".?!" and mark and not out[-1][0].text.rstrip().endswith(mark):
+                    out[-1][0].text += mark  # keep the sentence end it carried
+                continue
+            out.append((word, b))
         return out
 
     def _segment_ok(self, seg: Any, words: list[Word], span: tuple[float, float] | None = None) -> bool:
@@ -585,6 +644,39 @@ class StreamingASR:
                 or float(np.mean([w.probability for w in spoken])) < 0.6)
         return not weak
 
+    def _uncovered_s(self, hyp: list[tuple[Word, int]]) -> float:
+        """Seconds of VAD speech after the last committed word that no word of ``hyp`` lies on (+-0.2 s)."""
+        t0 = self.committed[-1].end if self.committed else self._to_stream(0.0)
+        spans: list[list[float]] = []
+        for w, _ in hyp:
+            if w.end > t0:
+                a, b = max(t0, w.start - 0.2), w.end + 0.2
+                if spans and a <= spans[-1][1]:
+                    spans[-1][1] = max(spans[-1][1], b)
+                else:
+                    spans.append([a, b])
+        return self._voiced_s(t0, self._t) - sum(self._voiced_s(a, min(b, self._t)) for a, b in spans)
+
+    def _decode_buffer(self) -> list[tuple[Word, int]]:
+        """The whole buffer's words; decoded a second way when the first decode left speech uncovered.
+
+        Measured on the kit's sonnets: ~5% of prompted passes come back with one stray word or nothing for 5-8 s
+        of speech (or loop and are dropped); each restarted the agreement and held words back up to 7 s. No single
+        decode setting avoids it (unprompted or full-window decodes collapse as often, on other buffers), so the
+        second decode uses the other setting and the pass keeps whichever covers more speech."""
+        hyp = self._transcribe()
+        limit = self.config.retry_uncovered_s
+        if not limit or (miss := self._uncovered_s(hyp)) < limit:
+            return hyp
+        if self._prompt() is not None:
+            alt = self._transcribe(prompted=False)
+        elif self._windowed:
+            alt = self._transcribe(window=30.0)
+        else:
+            return hyp
+        self.stats.uncovered_retries += 1
+        return alt if self._uncovered_s(alt) < miss else hyp
+
     def _decode_rest(self, hyp: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
         """Words in the part of the buffer a flush decode left uncovered.
 
@@ -606,15 +698,24 @@ class StreamingASR:
         return [h for h in rest if h[0].start > last - 0.1]
 
     def _new_words(self, hyp: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
-        """The part of a hypothesis after what is already committed (by time, then by n-gram overlap)."""
-        last = self.committed[-1].end if self.committed else -1.0
+        """The part of a hypothesis after what is already committed.
+
+        Aligned on text first: the words after the committed tail's last 2-5 words, where the hypothesis has
+        them ending within 1 s of the last commit (two decodes place a word boundary up to ~0.3 s apart, and a
+        time cut alone lost "we" after "seat belts"). Else by time, then by n-gram overlap."""
+        if not self.committed:
+            return hyp
+        last = self.committed[-1].end
+        tail = [w.norm for w in self.committed[-5:]]
+        norms = [h[0].norm for h in hyp]
+        for n in range(min(5, len(tail)), 1, -1):
+            for i in range(len(hyp) - n, -1, -1):
+                if norms[i : i + n] == tail[-n:] and abs(hyp[i + n - 1][0].end - last) < 1.0:
+                    return hyp[i + n :]
         hyp = [h for h in hyp if h[0].start > last - 0.1]
-        if self.committed and hyp:
-            tail = [w.norm for w in self.committed[-5:]]
-            for n in range(min(5, len(hyp), len(tail)), 0, -1):
-                if tail[-n:] == [h[0].norm for h in hyp[:n]]:
-                    hyp = hyp[n:]
-                    break
+        for n in range(min(5, len(hyp), len(tail)), 0, -1):
+            if tail[-n:] == [h[0].norm for h in hyp[:n]]:
+                return hyp[n:]
         return hyp
 
     def _commit(self, hyp: list[tuple[Word, int]]) -> list[Word]:
@@ -628,6 +729,10 @@ class StreamingASR:
                 self._word_cuts.append(b)
                 if w.text.strip().endswith((".", "?", "!")):
                     self._sentence_cuts.append(b)
+        prev_end = self.committed[-1].end if self.committed else 0.0
+        for w in kept:  # two decodes place a boundary differently: committed times stay monotonic
+            w.start = max(w.start, prev_end)
+            w.end = prev_end = max(w.end, w.start)
         self.committed.extend(kept)
         self.stats.words += len(kept)
         return kept
@@ -635,11 +740,15 @@ class StreamingASR:
     def _pass(self, flush: bool) -> list[Word]:
         self._since_pass = 0.0
         t0 = self._timer()
-        hyp = self._new_words(self._transcribe()) if len(self._buf) >= int(0.1 * SR) else []
+        hyp = self._new_words(self._decode_buffer()) if len(self._buf) >= int(0.1 * SR) else []
         if flush:  # the utterance is over: commit everything new
             if not hyp and self._windowed and self._voiced_s(self._to_stream(self._committed_b / SR), self._t) \
                     >= self.config.min_speech_s:
                 # a short window can make Whisper end a short buffer's decode at once; the full one does not
+                self.stats.full_window_retries += 1
+                hyp = self._new_words(self._transcribe(window=30.0))
+            elif self._windowed and hyp and min(w.probability for w, _ in hyp) < self.config.flush_full_window_prob:
+                # an uncertain word in a final decode: the short window costs accuracy there (measured on the kit)
                 self.stats.full_window_retries += 1
                 hyp = self._new_words(self._transcribe(window=30.0))
             self._hyp = []
@@ -651,16 +760,28 @@ class StreamingASR:
             return []
         # LocalAgreement-2: commit the longest common prefix of this and the previous hypothesis, then the words
         # after it that have stable_s of audio after them (enough right context to be final)
-        k = 0
-        while k < len(hyp) and k < len(self._hyp) and hyp[k][0].norm == self._hyp[k][0].norm:
-            k += 1
+        k, prev = 0, self._hyp
         cfg = self.config
+        floor = cfg.first_commit_prob if not self.committed and len(self._buf) < cfg.first_commit_hold_s * SR \
+            else 0.0
+        while k < len(hyp) and k < len(prev) and (hyp[k][0].norm == prev[k][0].norm or self._substituted(hyp, k)) \
+                and min(hyp[k][0].probability, prev[k][0].probability) >= floor:
+            k += 1
         while cfg.stable_s > 0 and k < len(hyp) and self._t - hyp[k][0].end >= cfg.stable_s \
                 and hyp[k][0].probability >= cfg.stable_prob:
             k += 1
         out = self._commit(hyp[:k])
         self._hyp = hyp[k:]
         return out
+
+    def _substituted(self, hyp: list[tuple[Word, int]], k: int) -> bool:
+        """Do this and the previous hypothesis differ at word ``k`` only (the next two words agree)?
+
+        Then the new pass's word, decoded with more audio after it, is taken: a single uncertain word ("feet" /
+        "feeds") otherwise holds every word behind it until two passes happen to spell it the same way."""
+        prev, n = self._hyp, self.config.substitution_context
+        return n > 0 and k + n < min(len(hyp), len(prev)) and \
+            [w.norm for w, _ in hyp[k + 1 : k + 1 + n]] == [w.norm for w, _ in prev[k + 1 : k + 1 + n]]
 
     def _warming(self) -> bool:
         """Before the first commit, while the buffer is shorter than ``warmup_s``.

@@ -86,6 +86,16 @@ def test_bad_asr_config_values():
         ASRConfig(stable_s=-0.5)
     with pytest.raises(ValueError, match="stable_prob"):
         ASRConfig(stable_prob=1.5)
+    with pytest.raises(ValueError, match="substitution_context"):
+        ASRConfig(substitution_context=-1)
+    with pytest.raises(ValueError, match="first_commit_prob"):
+        ASRConfig(first_commit_prob=2)
+    with pytest.raises(ValueError, match="first_commit_hold_s"):
+        ASRConfig(first_commit_hold_s=-1)
+    with pytest.raises(ValueError, match="flush_full_window_prob"):
+        ASRConfig(flush_full_window_prob=-0.1)
+    with pytest.raises(ValueError, match="retry_uncovered_s"):
+        ASRConfig(retry_uncovered_s=-1)
     with pytest.raises(ValueError, match="block_s"):
         AudioAdapterConfig(block_s=0)
 
