@@ -240,6 +240,12 @@ class Session:
             st.segments.append((seg_start, len(st.ids)))
             yield SkipEvent(index, t0, self.clock.now(), tokens=1, forced=True, group=group)
             return
+        if interrupt is not None and interrupt() == "end":
+            # the stream ended while these chunks were read: no thought; the deep phase reads the end marker right
+            # after them, as a catch-up read at the end does (a thought cut after its first token left a fragment,
+            # "6", that deep reasoning took for the result)
+            st.segments.append((seg_start, len(st.ids)))
+            return
         yield from self._decode("stream", index, max_tokens, (p.ids.eot, p.ids.skip), interrupt=interrupt)
         gen, cut = self._last_gen, self._cut
         capped = gen.stop_reason == "cap"

@@ -226,3 +226,18 @@ def test_a_lone_pipeline_gives_deep_reasoning_every_core_then_restores_the_split
             assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_chunks_read_as_the_stream_ends_get_no_thought(make_tiny_policy):
+    """The end arrives while a chunk is being read: no thought is started (a thought cut after one token would
+    leave a fragment in the context); the end marker follows the chunk, as in a catch-up read at the end."""
+    policy = make_tiny_policy(max_thought_tokens=8, max_deep_tokens=4, max_answer_tokens=2)
+    s = Session(policy, "What happened?", SessionConfig(), clock="simulated")
+    first = list(s.push_group(_chunks(1), [0.5]))
+    assert any(isinstance(e, ThoughtEvent | SkipEvent) for e in first)
+    last = list(s.push_group([TimedChunk(0.5, 1.0, "The last piece.")], [1.0], interrupt=lambda: "end"))
+    assert [type(e) for e in last] == [ChunkEvent]
+    result = s.finish(stream_end=1.0)
+    assert result.trace.responses[-1].closer == END_OF_STREAM
+    assert result.summary.cut_thoughts == 0
+    assert not [v for v in result.format.violations if "cap hit" not in v and "chunk" in v]
