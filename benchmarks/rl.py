@@ -162,21 +162,26 @@ def mean_sd(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def _run_name(r: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """'HRPO', or 'HRPO lr 5e-06' when the runs differ in learning rate (an lr sweep: one row per rate)."""
+    return r["advantage"].upper() + (f" lr {r['lr']:g}" if len({x["lr"] for x in runs}) > 1 else "")
+
+
 def summary_table(sft_eval: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     lines = ["| model | n seeds | " + " | ".join(KEYS) + " |", "|---" * (len(KEYS) + 2) + "|",
              "| SFT (start) | - | " + " | ".join(f"{sft_eval[k]:.3f}" for k in KEYS) + " |"]
-    for adv in sorted({r["advantage"] for r in runs}, key=["hrpo", "grpo"].index):
-        rs = [r for r in runs if r["advantage"] == adv]
+    for name in dict.fromkeys(_run_name(r, runs) for r in runs):
+        rs = [r for r in runs if _run_name(r, runs) == name]
         cells = []
         for k in KEYS:
             m, sd = mean_sd([r["eval"][k] for r in rs])
             cells.append(f"{m:.3f} ± {sd:.3f}")
-        lines.append(f"| {adv.upper()} ({rs[0]['steps']} steps) | {len(rs)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} ({rs[0]['steps']} steps) | {len(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def template_table(sft_rows: dict[str, Any], runs: list[dict[str, Any]]) -> str:
-    cols = ["SFT"] + [f"{r['advantage']} s{r['seed']}" for r in runs]
+    cols = ["SFT"] + [f"{_run_name(r, runs)} s{r['seed']}" for r in runs]
     lines = ["| template (updates, ops) | n | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
     for t, v in sft_rows.items():
         cells = [f"{v['accuracy']:.2f}"] + [f"{r['per_template'].get(t, {}).get('accuracy', float('nan')):.2f}"
