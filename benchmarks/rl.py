@@ -190,6 +190,30 @@ def template_table(sft_rows: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def by_updates(per_tpl: dict[str, dict[str, float]]) -> dict[str, tuple[int, float]]:
+    """Per-template accuracy pooled by number of updates, and over templates with a division (n, accuracy)."""
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for t, v in per_tpl.items():
+        n_ops, ops = t.split(" ops, ")
+        groups.setdefault(f"{n_ops} update{'s' * (n_ops != '1')}", []).append((v["n"], v["accuracy"]))
+        if "/" in ops:
+            groups.setdefault("with a division", []).append((v["n"], v["accuracy"]))
+    return {k: (sum(n for n, _ in g), sum(n * a for n, a in g) / sum(n for n, _ in g)) for k, g in groups.items()}
+
+
+def updates_table(sft_rows: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """Accuracy by number of updates: where the 135M policy's ceiling is, before and after RL (mean over seeds)."""
+    names = list(dict.fromkeys(_run_name(r, runs) for r in runs))
+    sft = by_updates(sft_rows)
+    lines = ["| problems | n | SFT | " + " | ".join(f"{n} (mean of seeds)" for n in names) + " |",
+             "|---" * (len(names) + 3) + "|"]
+    for k in sorted(sft, key=lambda k: (k.startswith("with"), k)):
+        cells = [statistics.mean(by_updates(r["per_template"])[k][1] for r in runs if _run_name(r, runs) == n)
+                 for n in names]
+        lines.append(f"| {k} | {sft[k][0]} | {sft[k][1]:.2f} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    return "\n".join(lines)
+
+
 CURVES = [("probe accuracy (held-out, greedy)", "probe", "accuracy"),
           ("rollout reward (mean)", "train", "reward"),
           ("rollout accuracy", "train", "hrpo/accuracy"),
@@ -282,6 +306,8 @@ def report(out: dict[str, Any], png: Path, label: str = "advantage") -> None:
     print(summary_table(out["sft_eval"], runs))
     print("\naccuracy per template\n")
     print(template_table(out["sft_per_template"], runs))
+    print("\naccuracy by number of updates\n")
+    print(updates_table(out["sft_per_template"], runs))
     deltas = [r["eval"]["accuracy"] - out["sft_eval"]["accuracy"] for r in runs]
     print("\n" + " ".join(f"{r['advantage']}_s{r['seed']}_lr{r['lr']:g}_delta_acc={d:+.3f}"
                           for r, d in zip(runs, deltas, strict=True)))
