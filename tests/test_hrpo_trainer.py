@@ -37,11 +37,14 @@ def samples(n=2):
             for i in range(n)]
 
 
-def make_trainer(policy, tmp_path, **rl):
+def make_trainer(policy, tmp_path, check=exact, **rl):
+    # dynamic sampling by reward spread unless a test asks: the tiny random model is never right, so by accuracy
+    # every group would be redrawn
     cfg = RLStageConfig(**{"max_steps": 2, "num_generations": 3, "max_thought_tokens": 4, "max_deep_tokens": 6,
-                           "max_answer_tokens": 3, "save_steps": 1, "temperature": 1.5, **rl})
+                           "max_answer_tokens": 3, "save_steps": 1, "temperature": 1.5, "dynamic_sampling": "reward",
+                           **rl})
     return HRPOTrainer(policy.model, policy.tokenizer, samples(), cfg,
-                       RewardConfig(terms="format,accuracy,test_brevity"), str(tmp_path / "rl"), check=exact)
+                       RewardConfig(terms="format,accuracy,test_brevity"), str(tmp_path / "rl"), check=check)
 
 
 def test_chunk_tokens_contribute_exactly_zero_loss(make_tiny_policy, tmp_path):
@@ -114,9 +117,6 @@ def test_a_resumed_run_rolls_out_what_the_uninterrupted_run_does(make_tiny_polic
 
 
 def test_dynamic_sampling_replaces_groups_without_signal(make_tiny_policy, tmp_path):
-    from adasr_mm.training.trainer import group_has_signal
-
-    assert not group_has_signal([(1.0, 1.0, 1.0)] * 3) and group_has_signal([(1.0, 1.0, 1.0), (1.0, 0.5, 1.0)])
     # a constant reward: no group ever has signal, so each redraw is tried and the bound stops it
     tr = make_trainer(make_tiny_policy(dtype="float32"), tmp_path, max_redraws=3)
     tr.streamer.reward_config = RewardConfig(terms="test_flat")
@@ -133,11 +133,30 @@ def test_dynamic_sampling_replaces_groups_without_signal(make_tiny_policy, tmp_p
     assert len(log) == 1 and m["hrpo/redraws"][-1] == 0.0 and m["hrpo/flat_groups"][-1] == 0.0
 
 
+def test_dynamic_sampling_by_accuracy_redraws_groups_all_right_or_all_wrong(make_tiny_policy, tmp_path):
+    """DAPO's filter: rewards that differ only in format/length are no signal; mixed correctness is."""
+    policy = make_tiny_policy(dtype="float32")
+    calls = []
+
+    def every_other(pred: str, gold: str) -> bool:  # the 1st, 3rd, ... rollout checked is right
+        calls.append(pred)
+        return len(calls) % 2 == 1
+
+    for check, by, redraws in ((exact, "reward", 0.0), (exact, "accuracy", 2.0), (every_other, "accuracy", 0.0)):
+        tr = make_trainer(policy, tmp_path / f"{by}{redraws}", check=check, dynamic_sampling=by, max_redraws=2)
+        tr.model.train()
+        tr._rollout_func(["<sample:0>"] * 3, tr)
+        m = tr._metrics["train"]
+        assert m["hrpo/redraws"] == [redraws] and m["hrpo/flat_groups"] == [float(redraws > 0)], (by, check)
+
+
 def test_bad_rl_config():
     with pytest.raises(ValueError, match="registered"):
         RLStageConfig(advantage="ppo")
     with pytest.raises(ValueError, match="num_generations"):
         RLStageConfig(num_generations=1)
+    with pytest.raises(ValueError, match="dynamic_sampling must be one of"):
+        RLStageConfig(dynamic_sampling="entropy")
     with pytest.raises(ValueError, match="temperature"):
         RLStageConfig(temperature=0)
     assert "test_brevity" in REWARDS

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,8 +98,11 @@ class RLStageConfig(RolloutStageConfig):
     beta: float = field(default=0.0, metadata={"help": "KL coefficient (0 = off, no reference model)"})
     num_generations: int = field(default=8, metadata={"help": "G: rollouts per stream (one group); AdaSR uses 12"})
     max_redraws: int = field(default=2, metadata={
-        "help": "dynamic sampling: a group whose G rewards are all equal (no signal) is replaced by a group of "
+        "help": "dynamic sampling: a group without signal (see dynamic_sampling) is replaced by a group of "
                 "another stream, at most this many times per group (0 = off)"})
+    dynamic_sampling: str = field(default="accuracy", metadata={
+        "help": "what a group without signal is: accuracy (DAPO: all G rollouts right or all wrong) or reward "
+                "(all G got the same R, R_stream, R_deep)"})
 
     def __post_init__(self) -> None:
         get_advantage(self.advantage)  # validates the name
@@ -108,6 +112,8 @@ class RLStageConfig(RolloutStageConfig):
             raise ValueError(f"need 0 < epsilon < 1 and epsilon_high >= epsilon, got {self.epsilon}/{self.epsilon_high}")
         if self.max_redraws < 0:
             raise ValueError(f"max_redraws must be >= 0 (0 = no dynamic sampling), got {self.max_redraws}")
+        if self.dynamic_sampling not in SIGNALS:
+            raise ValueError(f"dynamic_sampling must be one of {sorted(SIGNALS)}, got {self.dynamic_sampling!r}")
 
     def loss_args(self) -> dict[str, Any]:
         return {"epsilon": self.epsilon, "epsilon_high": self.epsilon_high, "beta": self.beta,
@@ -157,9 +163,23 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / max(1, len(xs))
 
 
-def group_has_signal(rows: list[tuple[float, float, float]]) -> bool:
-    """False when every rollout of a group got the same (R, R_stream, R_deep): all advantages would be 0."""
-    return any(r != rows[0] for r in rows[1:])
+def _differ(xs: list[Any]) -> bool:
+    return any(x != xs[0] for x in xs[1:])
+
+
+# What dynamic sampling calls a group with signal. "reward": not every rollout got the same (R, R_stream, R_deep)
+# (else all advantages are 0). "accuracy" (DAPO): some rollouts right and some wrong. Format and length terms
+# almost always differ a little, so under "reward" an all-wrong group still trains, and on what is left (format
+# favours a skip over a thought that hits its cap) the policy learned to skip (docs/training-rl.md).
+SIGNALS: dict[str, Callable[[list[Rollout]], bool]] = {
+    "reward": lambda group: _differ([r.rewards for r in group]),
+    "accuracy": lambda group: _differ([r.correct for r in group]),
+}
+
+
+def group_has_signal(group: list[Rollout], by: str = "reward") -> bool:
+    """Whether a group of rollouts carries the learning signal ``by`` names (a key of ``SIGNALS``)."""
+    return SIGNALS[by](group)
 
 
 def redraw_index(base: int, step: int, group: int, attempt: int, n: int) -> int:
@@ -218,7 +238,8 @@ def streaming_trainer_classes() -> tuple[type, type]:
             G = self.num_generations  # noqa: N806 - the paper's symbol
             group = self._group(k, step, g * G)
             draws = 0
-            while draws < getattr(self.rl, "max_redraws", 0) and not group_has_signal([r.rewards for r in group]):
+            by = getattr(self.rl, "dynamic_sampling", "reward")
+            while draws < getattr(self.rl, "max_redraws", 0) and not group_has_signal(group, by):
                 draws += 1
                 k = redraw_index(self.rl.seed, step, g, draws, len(self.samples))
                 group = self._group(k, step, (1_000 * draws + g) * G)
@@ -236,7 +257,7 @@ def streaming_trainer_classes() -> tuple[type, type]:
                 group, draws = self._rollout_group(int(text.removeprefix("<sample:").removesuffix(">")), step, g)
                 self._rollouts.extend(group)
                 redraws += draws
-                flat += not group_has_signal([r.rewards for r in group])
+                flat += not group_has_signal(group, getattr(self.rl, "dynamic_sampling", "reward"))
             if hasattr(self.rl, "max_redraws"):  # RL only: OPD needs no reward spread within a group
                 self.log_metric(f"{self.metric_prefix}/redraws", redraws)
                 self.log_metric(f"{self.metric_prefix}/flat_groups", flat / max(1, len(prompts) // G))
