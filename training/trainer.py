@@ -177,7 +177,7 @@ SIGNALS: dict[str, Callable[[list[Rollout]], bool]] = {
 }
 
 
-def group_has_signal(group: list[Rollout], by: str = "reward") -> bool:
+def group_has_signal(group: list[Rollout], by: str) -> bool:
     """Whether a group of rollouts carries the learning signal ``by`` names (a key of ``SIGNALS``)."""
     return SIGNALS[by](group)
 
@@ -233,13 +233,15 @@ def streaming_trainer_classes() -> tuple[type, type]:
             seeds = [rollout_seed(self.rl.seed, step, first + i) for i in range(self.num_generations)]
             return self.streamer.run_group(self.samples[k], seeds)
 
+        def _has_signal(self, group: list[Rollout]) -> bool:
+            return group_has_signal(group, getattr(self.rl, "dynamic_sampling", "reward"))  # OPD: no such field
+
         def _rollout_group(self, k: int, step: int, g: int) -> tuple[list[Rollout], int]:
             """G rollouts of stream ``k``; with dynamic sampling, other streams while the group has no signal."""
             G = self.num_generations  # noqa: N806 - the paper's symbol
             group = self._group(k, step, g * G)
             draws = 0
-            by = getattr(self.rl, "dynamic_sampling", "reward")
-            while draws < getattr(self.rl, "max_redraws", 0) and not group_has_signal(group, by):
+            while draws < getattr(self.rl, "max_redraws", 0) and not self._has_signal(group):
                 draws += 1
                 k = redraw_index(self.rl.seed, step, g, draws, len(self.samples))
                 group = self._group(k, step, (1_000 * draws + g) * G)
@@ -257,7 +259,7 @@ def streaming_trainer_classes() -> tuple[type, type]:
                 group, draws = self._rollout_group(int(text.removeprefix("<sample:").removesuffix(">")), step, g)
                 self._rollouts.extend(group)
                 redraws += draws
-                flat += not group_has_signal(group, getattr(self.rl, "dynamic_sampling", "reward"))
+                flat += not self._has_signal(group)
             if hasattr(self.rl, "max_redraws"):  # RL only: OPD needs no reward spread within a group
                 self.log_metric(f"{self.metric_prefix}/redraws", redraws)
                 self.log_metric(f"{self.metric_prefix}/flat_groups", flat / max(1, len(prompts) // G))
