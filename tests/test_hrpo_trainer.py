@@ -237,3 +237,33 @@ def test_batched_and_session_backends_roll_out_the_same_group(make_tiny_policy):
     assert len({tuple(r.completion_ids) for r in groups["session"]}) > 1  # the seeds do sample different rollouts
     with pytest.raises(ValueError, match="rollout_backend must be batched or session"):
         RLStageConfig(rollout_backend="vllm")
+
+
+def test_bf16_rollouts_decode_a_copy_resynced_before_every_step(make_tiny_policy, tmp_path):
+    """rollout_dtype=bfloat16: the training weights stay float32, a bf16 copy decodes, and each step's rollouts
+    see the weights the previous update produced (not the ones the run started with)."""
+    policy = make_tiny_policy(dtype="float32")
+    policy.model.get_input_embeddings().weight.requires_grad_(False)  # frozen, as LoRA freezes the base
+    tr = make_trainer(policy, tmp_path, rollout_dtype="bfloat16", learning_rate=1e-2)
+    dec, run_group = tr.streamer.policy.model, tr.streamer.run_group
+    assert dec is not tr.model and next(dec.parameters()).dtype == torch.bfloat16
+    rotary = [b for n, b in dec.named_buffers() if "inv_freq" in n]
+    assert rotary and all(b.dtype == torch.float32 for b in rotary)
+    # frozen bf16 weights send a sliced lm_head input down torch's slow CPU bmm path (0.5 s per prefill call)
+    assert all(p.requires_grad for p in dec.parameters())
+    seen = []  # per call: (training weights at the call, decode copy == training weights in bf16)
+
+    def spy(sample, seeds):
+        pairs = list(zip(dec.parameters(), tr.model.parameters(), strict=True))
+        seen.append((torch.cat([s.detach().flatten() for _, s in pairs]).clone(),
+                     all(torch.equal(d, s.detach().to(torch.bfloat16)) for d, s in pairs)))
+        return run_group(sample, seeds)
+
+    tr.streamer.run_group = spy
+    tr.train()
+    assert next(tr.model.parameters()).dtype == torch.float32
+    steps = [seen[0], seen[-1]]
+    assert not torch.equal(steps[0][0], steps[1][0])  # the update moved the weights between the steps
+    assert all(synced for _, synced in seen), [synced for _, synced in seen]
+    with pytest.raises(ValueError, match="rollout_dtype must be float32 or bfloat16"):
+        RLStageConfig(rollout_dtype="int8")

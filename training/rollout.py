@@ -8,12 +8,15 @@ tokens: chunks, markers, forced closures) and per-token phase ids (0 env, 1 stre
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from adasr_mm.advantages import DEEP, ENV, STREAM
-from adasr_mm.policy import PolicyConfig, StreamingPolicy
+from adasr_mm.policy import DTYPES, PolicyConfig, StreamingPolicy
 from adasr_mm.session import Session, SessionConfig, SessionResult
 
 from .rewards import RewardConfig, RolloutOutcome, score
@@ -62,6 +65,24 @@ def rollout_from_result(sample: Sample, res: SessionResult, reward_cfg: RewardCo
 ROLLOUT_BACKENDS = ("batched", "session")
 
 
+def _decode_model(model: Any, dtype: str) -> Any:
+    """The model rollouts decode: ``model`` itself when it already has ``dtype`` (float32 training decodes the
+    trained weights), else an eval-mode copy whose parameters, not buffers, are cast (rotary frequencies stay
+    float32, as when the policy is loaded in that dtype); :meth:`StreamingRollout.sync_weights` refreshes it."""
+    want = DTYPES[dtype]
+    if want is None or next(model.parameters()).dtype == want:
+        return model
+    dec = copy.deepcopy(model).eval()
+    for p in dec.parameters():
+        # requires_grad stays (and becomes) True: the policy's calls run under inference_mode anyway, and on CPU
+        # (torch 2.13) a bf16 F.linear of a sliced 3-D input with a weight that does not require grad takes a
+        # bmm path that copies the weight per row: the lm_head of one G = 8 chunk prefill cost 0.5 s, not 3 ms
+        p.requires_grad_(True)
+        p.data = p.data.to(want)
+    dec.config.dtype = want
+    return dec
+
+
 class StreamingRollout:
     """Runs rollouts of a (training) model through the streaming policy; backend "hf" (this process)."""
 
@@ -72,11 +93,24 @@ class StreamingRollout:
         self.backend = backend
         # guide_factory() -> a fresh per-rollout TokenGuide (see adasr_mm.policy), or None: plain sampling
         self.guide_factory: Callable[[], Any] | None = None
-        self.policy = StreamingPolicy(model, tokenizer, policy_config, protocol_config, name="train")
+        self.model = model
+        self.policy = StreamingPolicy(_decode_model(model, policy_config.dtype), tokenizer, policy_config,
+                                      protocol_config, name="train")
         self.reward_config = reward_config
         if check is None:
             from .data import check_answer as check
         self.check = check
+
+    def sync_weights(self) -> None:
+        """Copy the trained weights into the decode copy (a no-op when the trained model decodes itself).
+
+        Call after every optimizer step, before the next rollouts, as RL with a separate inference engine does."""
+        dec = self.policy.model
+        if dec is self.model:
+            return
+        with torch.no_grad():
+            for d, s in zip(dec.parameters(), self.model.parameters(), strict=True):
+                d.copy_(s)
 
     def run_group(self, sample: Sample, seeds: list[int]) -> list[Rollout]:
         """One rollout of ``sample`` per seed (a GRPO group): decoded in lockstep by the batched engine

@@ -54,10 +54,17 @@ class RolloutStageConfig:
     seed: int = field(default=0, metadata={"help": "seed for data order and rollout sampling"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     use_cpu: bool = field(default=False, metadata={"help": "force CPU even when CUDA is available"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)"})
+    bf16: bool = field(default=False, metadata={
+        "help": "bf16 mixed precision (autocast) for the loss forward/backward, float32 master weights: on a GPU, "
+                "or on a CPU with AMX (2x faster there; slow on CPUs without native bf16)"})
     rollout_backend: str = field(default="batched", metadata={
         "help": "batched: the G rollouts of a stream decode in lockstep on one KV cache (adasr_mm.batch); "
                 "session: one Session per rollout at batch size 1 (same traces, slower)"})
+    rollout_dtype: str = field(default="float32", metadata={
+        "help": "float32: rollouts decode the trained weights as they are; bfloat16: a bf16 copy, re-synced before "
+                "every step's rollouts, decodes them (what the CPU inference default runs; ~1.4x faster batched "
+                "rollouts on CPUs with AMX, see docs/batching.md; the sampling and training log-probs then differ "
+                "by bf16 rounding and no importance-sampling correction is applied)"})
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -69,6 +76,8 @@ class RolloutStageConfig:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.rollout_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"rollout_dtype must be float32 or bfloat16, got {self.rollout_dtype!r}")
         if self.rollout_backend not in ("batched", "session"):
             raise ValueError(f"rollout_backend must be batched or session, got {self.rollout_backend!r}")
         if self.temperature <= 0:
@@ -77,10 +86,10 @@ class RolloutStageConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
     def policy_config(self) -> PolicyConfig:
-        """Decoding settings of the rollouts (float32: the trained weights are decoded as they are)."""
+        """Decoding settings of the rollouts (``dtype`` = ``rollout_dtype``: see :class:`StreamingRollout`)."""
         return PolicyConfig(max_thought_tokens=self.max_thought_tokens, max_deep_tokens=self.max_deep_tokens,
                             max_answer_tokens=self.max_answer_tokens, temperature=self.temperature,
-                            top_p=self.top_p, dtype="float32")
+                            top_p=self.top_p, dtype=self.rollout_dtype)
 
     def loss_args(self) -> dict[str, Any]:
         """The stage's ``GRPOConfig`` loss settings (overridden per stage)."""
@@ -147,7 +156,7 @@ def _grpo_args(cfg: RolloutStageConfig, output_dir: str, extra: dict[str, Any] |
         report_to=[],
         seed=cfg.seed,
         use_cpu=use_cpu,
-        bf16=cfg.bf16 and not use_cpu,
+        bf16=cfg.bf16,
         activation_checkpointing=cfg.gradient_checkpointing,
         top_p=cfg.top_p,
         log_completions=False,
@@ -251,6 +260,7 @@ def streaming_trainer_classes() -> tuple[type, type]:
         def _rollout_func(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
             step = int(self.state.global_step)
             G = self.num_generations  # noqa: N806
+            self.streamer.sync_weights()  # a bf16 decode copy decodes the weights of this step
             self._rollouts = []
             redraws = flat = 0
             for g in range(len(prompts) // G):
