@@ -62,7 +62,7 @@ class RolloutStageConfig:
                 "session: one Session per rollout at batch size 1 (same traces, slower)"})
     rollout_dtype: str = field(default="float32", metadata={
         "help": "float32: rollouts decode the trained weights as they are; bfloat16: a bf16 copy, re-synced before "
-                "every step's rollouts, decodes them (what the CPU inference default runs; ~1.4x faster batched "
+                "every step's rollouts, decodes them (what the CPU inference default runs; 1.3-1.5x faster batched "
                 "rollouts on CPUs with AMX, see docs/batching.md; the sampling and training log-probs then differ "
                 "by bf16 rounding and no importance-sampling correction is applied)"})
 
