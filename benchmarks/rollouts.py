@@ -2,8 +2,8 @@
 
 RL settings: sampling (temperature 1), the RL caps, word problems of the standard level, for each rollout dtype
 (``--dtype bfloat16,float32``: RL decodes a bf16 copy with ``rl.rollout_dtype=bfloat16``, the trained float32
-weights themselves with ``float32``). Batch-1 runs every rollout alone, exactly as ``training/rollout.py`` does today; each rollout is
-timed on its own, so the batch-1 rate of a configuration is measured over the very rollouts (stream, seed) that
+weights themselves with ``float32``). Batch-1 runs every rollout alone, as the ``session`` rollout backend does;
+each rollout is timed on its own, so the batch-1 rate of a configuration is measured over the very rollouts (stream, seed) that
 the batched engine decodes for it. Policy tokens are the tokens the policy generated (env_mask = 1). The load
 average is recorded around every measurement: the machine is shared, so compare within one run only.
 
@@ -69,7 +69,7 @@ def run_batched_cfg(policy, jobs) -> dict:
     engine.run(progress=True)
     dt = time.perf_counter() - t0
     st = engine.stats
-    return {"s": dt, "tokens": sum(policy_tokens(r.result) for r in rows), "ids": [r.state.ids for r in rows],
+    return {"s": dt, "tokens": sum(policy_tokens(r.result) for r in rows),
             "traces": [(r.state.ids, r.state.env_mask, r.state.prompt_len) for r in rows],
             "forward_calls": st.forward_calls, "decode_steps": st.decode_steps, "prefill_steps": st.prefill_steps,
             "hole_fraction": 1 - st.real_tokens / max(1, st.positions), "compactions": st.compactions}
@@ -111,8 +111,8 @@ def compare(name: str, jobs, b: dict, base: dict, streams, load: float) -> dict:
     keys = [(streams.index(st), s) for st, ss in jobs for s in ss]
     ref = [base[k] for k in keys if k in base]  # the batch-1 runs of these very rollouts (up to --batch1-max)
     b1_tok, b1_s = sum(r["tokens"] for r in ref), sum(r["s"] for r in ref)
-    same = sum(base[k]["ids"] == ids for k, ids in zip(keys, b["ids"], strict=True) if k in base)
-    extra = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in b.items() if k not in ("s", "tokens", "ids", "traces")}
+    same = sum(base[k]["ids"] == t[0] for k, t in zip(keys, b["traces"], strict=True) if k in base)
+    extra = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in b.items() if k not in ("s", "tokens", "traces")}
     return {"config": name, "rollouts": len(keys), "batch1_rollouts": len(ref), "batch1_tokens": b1_tok,
             "batch1_s": round(b1_s, 2), "batch1_tok_s": round(b1_tok / b1_s, 2), "batched_tokens": b["tokens"],
             "batched_s": round(b["s"], 2), "batched_tok_s": round(b["tokens"] / b["s"], 2),
@@ -121,8 +121,8 @@ def compare(name: str, jobs, b: dict, base: dict, streams, load: float) -> dict:
 
 
 def run_dtype(dtype: str, pcfg, streams, configs, args, ref=None) -> tuple[list[dict], object]:
-    """Batch-1 then batched rollouts with the policy in ``dtype``; table rows and the policy (kept as the float32
-    reference of the dtypes measured after it)."""
+    """Batch-1 then batched rollouts with the policy in ``dtype``; table rows and the float32 policy if one was
+    loaded (the log-prob reference, reused by the dtypes measured after it), else ``ref``."""
     import dataclasses
 
     from adasr_mm.policy import StreamingPolicy
@@ -139,13 +139,11 @@ def run_dtype(dtype: str, pcfg, streams, configs, args, ref=None) -> tuple[list[
         b = run_batched_cfg(policy, jobs)
         row = {"dtype": dtype, **compare(name, jobs, b, base, streams, load)}
         if name == "1x8" and dtype != "float32":
-            from adasr_mm.policy import PolicyConfig
-
-            ref = ref or StreamingPolicy.from_pretrained(PolicyConfig(dtype="float32"))
+            ref = ref or StreamingPolicy.from_pretrained(dataclasses.replace(pcfg, dtype="float32"))
             row["logprob_gap"] = logprob_gap(policy, ref, b["traces"])
         rows.append(row)
         print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-    return rows, policy
+    return rows, (policy if dtype == "float32" else ref)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     ref = None
     for dtype in dtypes:
-        rows, policy = run_dtype(dtype, pcfg, streams, configs, args, ref)
-        ref = policy if dtype == "float32" else ref
+        rows, ref = run_dtype(dtype, pcfg, streams, configs, args, ref)
         result["rows"] += rows
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")  # partial results survive an abort
