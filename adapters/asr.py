@@ -154,6 +154,17 @@ class ASRConfig:
                           "its new words has a probability below this (0 = never): the short encoder window "
                           "(min_window_s) costs accuracy on exactly those words"},
     )
+    flush_hold_prob: float = field(
+        default=0.9,
+        metadata={"help": "at a pause, an utterance's last word with a probability below this is not committed "
+                          "yet: it waits for the next pass to agree on it (with the speech after it as right "
+                          "context) or for the pause to last hold_pause_s. A word decoded with nothing after it is "
+                          "the one Whisper revises once the sentence goes on ('antecedence.' -> 'antecedents,' "
+                          "after a 0.4 s comma pause); 0 = commit every word at the pause"},
+    )
+    hold_pause_s: float = field(
+        default=0.8, metadata={"help": "... (the pause after which a held last word is committed as it is)"},
+    )
     retry_uncovered_s: float = field(
         default=1.5,
         metadata={"help": "decode the buffer a second time (without the prompt; or with the full window when there "
@@ -198,11 +209,13 @@ class ASRConfig:
             raise ValueError(f"stable_prob must be in [0, 1], got {self.stable_prob}")
         if self.substitution_context < 0:
             raise ValueError(f"substitution_context must be >= 0, got {self.substitution_context}")
-        for name in ("first_commit_prob", "flush_full_window_prob"):
+        for name in ("first_commit_prob", "flush_full_window_prob", "flush_hold_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.first_commit_hold_s < 0:
             raise ValueError(f"first_commit_hold_s must be >= 0, got {self.first_commit_hold_s}")
+        if not self.hold_pause_s >= self.pause_s:
+            raise ValueError(f"hold_pause_s ({self.hold_pause_s}) must be >= pause_s ({self.pause_s})")
         if self.retry_uncovered_s < 0:
             raise ValueError(f"retry_uncovered_s must be >= 0, got {self.retry_uncovered_s}")
 
@@ -502,7 +515,8 @@ class StreamingASR:
         self._in_speech = False
         self._utt_open = False  # uncommitted speech in the buffer
         self._last_voice_t = 0.0
-        self._hyp: list[Word] = []  # previous pass's uncommitted words (LocalAgreement)
+        self._hyp: list[tuple[Word, int]] = []  # previous pass's uncommitted words (LocalAgreement); after
+        # a flush: the held last word (flush_hold_prob)
         self._since_pass = 0.0  # speech seconds appended since the last pass
         self._pass_cost = 0.0  # running estimate of one Whisper pass (s)
         self._sentence_cuts: list[int] = []  # buffer positions right after committed sentence ends
@@ -542,6 +556,7 @@ class StreamingASR:
         self._sentence_cuts = [c - n for c in self._sentence_cuts if c > n]
         self._word_cuts = [c - n for c in self._word_cuts if c > n]
         self._committed_b = max(0, self._committed_b - n)
+        self._hyp = [(w, b - n) for w, b in self._hyp if b > n]
         self._utt_b0 = max(0, self._utt_b0 - n)
         self._voiced = [v for v in self._voiced if v[1] > t_new0 - 1.0]
 
@@ -737,11 +752,11 @@ class StreamingASR:
         self.stats.words += len(kept)
         return kept
 
-    def _pass(self, flush: bool) -> list[Word]:
+    def _pass(self, flush: bool, final: bool = False) -> list[Word]:
         self._since_pass = 0.0
         t0 = self._timer()
         hyp = self._new_words(self._decode_buffer()) if len(self._buf) >= int(0.1 * SR) else []
-        if flush:  # the utterance is over: commit everything new
+        if flush:  # the utterance is over: commit everything new (but an unsure last word, unless final)
             if not hyp and self._windowed and self._voiced_s(self._to_stream(self._committed_b / SR), self._t) \
                     >= self.config.min_speech_s:
                 # a short window can make Whisper end a short buffer's decode at once; the full one does not
@@ -752,7 +767,11 @@ class StreamingASR:
                 self.stats.full_window_retries += 1
                 hyp = self._new_words(self._transcribe(window=30.0))
             self._hyp = []
-            return self._commit(hyp + self._decode_rest(hyp))
+            new = hyp + self._decode_rest(hyp)
+            held = new[-1:] if not final and new and new[-1][0].probability < self.config.flush_hold_prob else []
+            out = self._commit(new[: len(new) - len(held)])
+            self._hyp = held
+            return out
         self._pass_cost = 0.7 * self._pass_cost + 0.3 * (self._timer() - t0) if self._pass_cost else \
             self._timer() - t0
         if self._warming():  # keep the hypothesis for the agreement, commit nothing yet
@@ -767,11 +786,24 @@ class StreamingASR:
         while k < len(hyp) and k < len(prev) and (hyp[k][0].norm == prev[k][0].norm or self._substituted(hyp, k)) \
                 and min(hyp[k][0].probability, prev[k][0].probability) >= floor:
             k += 1
+        hyp = self._earliest_times(hyp, k)
         while cfg.stable_s > 0 and k < len(hyp) and self._t - hyp[k][0].end >= cfg.stable_s \
                 and hyp[k][0].probability >= cfg.stable_prob:
             k += 1
         out = self._commit(hyp[:k])
         self._hyp = hyp[k:]
+        return out
+
+    def _earliest_times(self, hyp: list[tuple[Word, int]], k: int) -> list[tuple[Word, int]]:
+        """``hyp`` with each of its first ``k`` words (agreed with the previous pass) at the earlier of the two
+        passes' times. A decode whose timing collapses puts its last words at the end of the audio received
+        ("of" over 2 s, "thy" at 39.55 s for 37.8 s in sonnet 3); committed, such a time hid the commit's real
+        latency and made the next pass's words after it look old, so three spoken words were never committed."""
+        out = list(hyp)
+        for i in range(min(k, len(self._hyp))):
+            (w, b), (p, pb) = hyp[i], self._hyp[i]
+            if w.norm == p.norm and p.end < w.end:
+                out[i] = (Word(min(w.start, p.start), p.end, w.text, w.probability), min(b, pb))
         return out
 
     def _substituted(self, hyp: list[tuple[Word, int]], k: int) -> bool:
@@ -812,7 +844,7 @@ class StreamingASR:
             # rather than lose the audio it covers.
             forced = [h for h in self._new_words(self._hyp) if h[1] <= cut]
             self._commit(forced)
-            self._hyp = [(w, b - cut) for w, b in self._hyp if b > cut]
+            self._hyp = [(w, b) for w, b in self._hyp if b > cut]  # _cut shifts them
         self._cut(cut)
 
     def pending_from(self) -> float:
@@ -902,20 +934,27 @@ class StreamingASR:
             self._in_speech = False
             words = self._end_utterance()
             self._bound_buffer()
-            return words, True
+            return words, not self._hyp  # with a held last word the utterance ends when that is committed
         else:
             self._held.append((t0, w))
             while len(self._held) * _VAD_WINDOW > self.PAD_S * SR:
                 self._held.pop(0)
+            if self._hyp and not self._utt_open and t1 - self._last_voice_t >= cfg.hold_pause_s:
+                return self._commit_held(), True  # the pause went on: nothing follows the held word
         return [], False
 
-    def _end_utterance(self) -> list[Word]:
-        """Flush the open utterance: commit all its words, or drop it undecoded when it is a mere fragment."""
+    def _commit_held(self) -> list[Word]:
+        held, self._hyp = self._hyp, []
+        return self._commit(held)
+
+    def _end_utterance(self, final: bool = False) -> list[Word]:
+        """Flush the open utterance: commit its words (all of them when ``final``; else an unsure last word may
+        be held, see ``flush_hold_prob``), or drop it undecoded when it is a mere fragment."""
         if self._utt_voiced < self.config.min_speech_s and not self._hyp:
             self._drop_utterance()
             out: list[Word] = []
         else:
-            out = self._pass(flush=True)
+            out = self._pass(flush=True, final=final)
         self._utt_open = False
         self._utt_voiced = 0.0
         return out
@@ -926,7 +965,7 @@ class StreamingASR:
         if self._utt_open and self._tail.size:
             self._append(self._tail, self._t)
         self._tail = np.zeros(0, np.float32)
-        out = self._end_utterance() if self._utt_open else []
+        out = self._end_utterance(final=True) if self._utt_open else self._commit_held()
         self._utt_open = self._in_speech = False
         self._buf = np.zeros(0, np.float32)
         self._anchors = []

@@ -107,3 +107,58 @@ def test_an_uncertain_final_decode_is_redone_with_the_full_window():
         assert [w.norm for w in asr.finish().words] == expect
         assert [c["frames"] for c in model.calls] == [1000, 0][: len(model.calls)]  # 10 s window, then 30 s
         assert asr.stats.full_window_retries == (prob > 0)
+
+
+def _voice_by_level(asr):
+    """A scripted VAD for the scripted Whisper: a 32 ms window is speech when its level is above 0.05."""
+    asr._vad = lambda audio: (np.abs(audio.reshape(-1, asr_mod._VAD_WINDOW)).mean(1) > 0.05).astype(np.float32)
+    return asr
+
+
+def _push(asr, seconds, speech):
+    return asr.push(np.full(int(seconds * SR), 0.1 if speech else 0.0, np.float32))
+
+
+_SAID = [("nothing", 0.2, 0.5, 0.95), ("of", 0.5, 0.8, 0.95), ("my", 0.8, 1.1, 0.95)]
+
+
+@pytest.mark.parametrize("hold", [0.9, 0.0])
+def test_an_unsure_last_word_at_a_pause_waits_for_the_speech_after_it(hold):
+    model = _ScriptedWhisper(_SAID + [("antecedence.", 1.1, 1.7, 0.79)],
+                             _SAID + [("antecedents,", 1.1, 1.75, 0.95), ("nor", 2.6, 2.9, 0.95), ("of", 2.9, 3.2, 0.95)])
+    asr = _voice_by_level(_asr(model, vad=True, min_chunk_s=10, flush_hold_prob=hold))
+    _push(asr, 2.0, speech=True)
+    at_pause = _push(asr, 0.5, speech=False)  # the flush at 0.3 s of pause (a comma's pause, as it turns out)
+    assert [w.norm for w in at_pause.words] == ["nothing", "of", "my"] + ["antecedence"] * (not hold)
+    assert at_pause.utterance_end == (not hold)  # the chunk is not closed without its last word
+    _push(asr, 1.0, speech=True)
+    _push(asr, 0.5, speech=False)
+    assert [w.norm for w in asr.committed] == \
+        ["nothing", "of", "my", "antecedents" if hold else "antecedence", "nor", "of"]
+
+
+def test_a_held_last_word_is_committed_when_the_pause_goes_on():
+    asr = _voice_by_level(_asr(_ScriptedWhisper(_SAID + [("antecedence.", 1.1, 1.7, 0.79)]), vad=True,
+                               min_chunk_s=10, hold_pause_s=0.8, context_s=0.5))
+    _push(asr, 2.0, speech=True)
+    assert _push(asr, 0.5, speech=False).words[-1].norm == "my"
+    assert asr._to_stream(0.0) == pytest.approx(0.5)  # committed audio beyond context_s was cut meanwhile
+    later = _push(asr, 0.4, speech=False)  # 0.9 s of pause
+    assert [w.norm for w in later.words] == ["antecedence"] and later.utterance_end
+    assert asr._to_stream(asr._committed_b / SR) == pytest.approx(1.7)  # its buffer position moved with the cut
+    held = _voice_by_level(_asr(_ScriptedWhisper(_SAID + [("antecedence.", 1.1, 1.7, 0.79)]), vad=True,
+                                min_chunk_s=10))
+    _push(held, 2.0, speech=True)
+    _push(held, 0.5, speech=False)
+    assert [w.norm for w in held.finish().words] == ["antecedence"]  # the end of the stream commits it too
+
+
+def test_agreed_words_keep_the_earlier_time_when_a_decode_collapses():
+    said = [("windows", 0.2, 0.5, 0.9), ("of", 0.5, 0.7, 0.9), ("thy", 0.7, 0.9, 0.9)]
+    collapsed = said[:1] + [("of", 0.5, 1.9, 0.9), ("thy", 1.9, 1.95, 0.9)]  # timing squeezed to the audio's end
+    more = [("windows", 0.2, 0.5, 0.9), ("of", 0.5, 0.7, 0.9), ("thy", 0.7, 0.85, 0.9), ("nage", 0.85, 1.2, 0.9),
+            ("shall", 1.2, 1.5, 0.9), ("see", 1.5, 1.9, 0.9), ("despite", 2.0, 2.4, 0.9)]
+    asr = _asr(_ScriptedWhisper(said, collapsed, more))
+    assert _feed(asr, 2) == ["windows", "of", "thy"]
+    assert asr.committed[-1].end == pytest.approx(0.9)  # not 1.95: the earlier pass's time
+    assert _feed(asr, 2) == ["nage", "shall", "see", "despite"]  # at 1.95 s they looked older than the commit

@@ -96,6 +96,10 @@ def test_bad_asr_config_values():
         ASRConfig(flush_full_window_prob=-0.1)
     with pytest.raises(ValueError, match="retry_uncovered_s"):
         ASRConfig(retry_uncovered_s=-1)
+    with pytest.raises(ValueError, match="flush_hold_prob"):
+        ASRConfig(flush_hold_prob=1.5)
+    with pytest.raises(ValueError, match="hold_pause_s"):
+        ASRConfig(hold_pause_s=0.2)
     with pytest.raises(ValueError, match="block_s"):
         AudioAdapterConfig(block_s=0)
 

@@ -50,7 +50,7 @@ def test_with_restarts_the_probabilities_do_not_depend_on_the_block_size():
 def test_the_audio_handed_to_whisper_is_not_altered_by_the_vad():
     a = load_audio(ROOT / "samples" / "audio" / "apples.opus", sr=SR)[: 6 * SR]
     asr = StreamingASR(whisper_for(ASRConfig(cpu_threads=1)), ASRConfig(cpu_threads=1, cadence="fixed"))
-    asr._pass = lambda flush: []  # only the buffer matters here: no decoding
+    asr._pass = lambda flush, final=False: []  # only the buffer matters here: no decoding
     for i in range(0, len(a), 1600):  # 0.1 s blocks, as network clients send
         asr.push(a[i: i + 1600])
     assert len(asr._buf) > 2 * SR
