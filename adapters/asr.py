@@ -517,6 +517,7 @@ class StreamingASR:
         self._last_voice_t = 0.0
         self._hyp: list[tuple[Word, int]] = []  # previous pass's uncommitted words (LocalAgreement); after
         # a flush: the held last word (flush_hold_prob)
+        self._held_mark: tuple[str, float] | None = None  # its sentence mark and end time
         self._since_pass = 0.0  # speech seconds appended since the last pass
         self._pass_cost = 0.0  # running estimate of one Whisper pass (s)
         self._sentence_cuts: list[int] = []  # buffer positions right after committed sentence ends
@@ -738,6 +739,13 @@ class StreamingASR:
         kept = drop_repeats(self.committed, words)
         self.stats.dropped_repeats += len(words) - len(kept)
         keep_ids = {id(w) for w in kept}
+        if self._held_mark and kept:
+            # the held word, decoded again with the speech after it: the pause it ended stays a sentence end
+            # unless the new decode punctuates it otherwise (chunks for the policy close at sentence ends)
+            mark, end = self._held_mark
+            if kept[0].start < end and kept[0].text.rstrip()[-1:] not in ".,;:?!-":
+                kept[0].text = kept[0].text.rstrip() + mark
+            self._held_mark = None
         for w, b in hyp:
             if id(w) in keep_ids:
                 self._committed_b = max(self._committed_b, b)
@@ -771,6 +779,8 @@ class StreamingASR:
             held = new[-1:] if not final and new and new[-1][0].probability < self.config.flush_hold_prob else []
             out = self._commit(new[: len(new) - len(held)])
             self._hyp = held
+            mark = held[0][0].text.rstrip()[-1:] if held else ""
+            self._held_mark = (mark, held[0][0].end) if mark in (".", "?", "!") and mark else None
             return out
         self._pass_cost = 0.7 * self._pass_cost + 0.3 * (self._timer() - t0) if self._pass_cost else \
             self._timer() - t0

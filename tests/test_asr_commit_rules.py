@@ -162,3 +162,16 @@ def test_agreed_words_keep_the_earlier_time_when_a_decode_collapses():
     assert _feed(asr, 2) == ["windows", "of", "thy"]
     assert asr.committed[-1].end == pytest.approx(0.9)  # not 1.95: the earlier pass's time
     assert _feed(asr, 2) == ["nage", "shall", "see", "despite"]  # at 1.95 s they looked older than the commit
+
+
+def test_a_held_word_decoded_again_without_its_mark_still_ends_the_sentence():
+    # the pause after "apples." was real; the next decode runs on into "and his sister" without punctuation
+    said = [("buys", 0.2, 0.5, 0.95), ("three", 0.5, 0.8, 0.95), ("more", 0.8, 1.1, 0.95)]
+    model = _ScriptedWhisper(said + [("apples.", 1.1, 1.7, 0.8)],
+                             said + [("apples", 1.1, 1.7, 0.95), ("and", 2.6, 2.9, 0.95), ("his", 2.9, 3.2, 0.95)])
+    asr = _voice_by_level(_asr(model, vad=True, min_chunk_s=10))
+    _push(asr, 2.0, speech=True)
+    _push(asr, 0.5, speech=False)
+    _push(asr, 1.0, speech=True)
+    _push(asr, 0.5, speech=False)
+    assert [w.text.strip() for w in asr.committed] == ["buys", "three", "more", "apples.", "and", "his"]
