@@ -780,7 +780,7 @@ class StreamingASR:
             out = self._commit(new[: len(new) - len(held)])
             self._hyp = held
             mark = held[0][0].text.rstrip()[-1:] if held else ""
-            self._held_mark = (mark, held[0][0].end) if mark in (".", "?", "!") and mark else None
+            self._held_mark = (mark, held[0][0].end) if mark in (".", "?", "!") else None
             return out
         self._pass_cost = 0.7 * self._pass_cost + 0.3 * (self._timer() - t0) if self._pass_cost else \
             self._timer() - t0
