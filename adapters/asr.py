@@ -148,6 +148,19 @@ class ASRConfig:
     first_commit_hold_s: float = field(
         default=4.0, metadata={"help": "... (the bound on that wait, seconds of buffered audio)"},
     )
+    first_commit_min_words: int = field(
+        default=2,
+        metadata={"help": "... and only when at least this many words agree: a sure word followed by an unsure one "
+                          "is often one word split in two ('I'll less' for 'Unless'); the unsure half, decoded "
+                          "whole later, would then be lost"},
+    )
+    first_lead_silence_s: float = field(
+        default=1.0,
+        metadata={"help": "until the first commit, decode the buffer with this much silence before it: Whisper "
+                          "drops or misreads a word that starts at the very first sample ('Mr. John' for 'And Mr. "
+                          "John' in 4 of 6 prefixes of a LibriVox file, 1 of 6 with 1 s of silence before it); "
+                          "0 = off"},
+    )
     flush_full_window_prob: float = field(
         default=0.5,
         metadata={"help": "decode an utterance's final pass again with Whisper's full 30 s window when one of "
@@ -212,6 +225,10 @@ class ASRConfig:
         for name in ("first_commit_prob", "flush_full_window_prob", "flush_hold_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.first_commit_min_words < 1:
+            raise ValueError(f"first_commit_min_words must be >= 1, got {self.first_commit_min_words}")
+        if not 0 <= self.first_lead_silence_s <= 5:
+            raise ValueError(f"first_lead_silence_s must be in [0, 5], got {self.first_lead_silence_s}")
         if self.first_commit_hold_s < 0:
             raise ValueError(f"first_commit_hold_s must be >= 0, got {self.first_commit_hold_s}")
         if not self.hold_pause_s >= self.pause_s:
@@ -586,9 +603,10 @@ class StreamingASR:
         """Words of the buffer from sample ``start`` on, as (word in stream time, buffer end position).
 
         The whole buffer is prompted with the committed text before it (unless not ``prompted``); a tail decode
-        gets ``prompt``."""
+        gets ``prompt``. Before the first commit the buffer is decoded after ``first_lead_silence_s`` of silence."""
         cfg = self.config
-        audio = self._buf[start:]
+        lead = int(cfg.first_lead_silence_s * SR) if start == 0 and not self.committed else 0
+        audio = np.concatenate([np.zeros(lead, np.float32), self._buf]) if lead else self._buf[start:]
         window = window or (window_for(len(audio) / SR, cfg.min_window_s) if self._windowed else 30.0)
         with _encoder_window(window):
             segments, _ = self.model.transcribe(
@@ -598,12 +616,16 @@ class StreamingASR:
                 without_timestamps=False,
             )
             segments = list(segments)  # the generator decodes lazily: run it inside the window
-        b0 = start / SR
+        b0 = (start - lead) / SR
+
+        def at(x: float) -> float:  # decoded audio's time -> stream time (a word in the lead silence: its start)
+            return self._to_stream(max(0.0, b0 + x))
+
         decoded: list[tuple[Word, int]] = []
         for seg in segments:
-            words = [(Word(self._to_stream(b0 + w.start), self._to_stream(b0 + w.end), w.word, w.probability),
-                      start + int(round(w.end * SR))) for w in seg.words or []]
-            span = (self._to_stream(b0 + seg.start), self._to_stream(b0 + seg.end))
+            words = [(Word(at(w.start), at(w.end), w.word, w.probability),
+                      max(0, start - lead + int(round(w.end * SR)))) for w in seg.words or []]
+            span = (at(seg.start), at(seg.end))
             if not self._segment_ok(seg, [w for w, _ in words], span):
                 self.stats.dropped_segments += 1
                 continue
@@ -771,9 +793,12 @@ class StreamingASR:
                 self.stats.full_window_retries += 1
                 hyp = self._new_words(self._transcribe(window=30.0))
             elif self._windowed and hyp and min(w.probability for w, _ in hyp) < self.config.flush_full_window_prob:
-                # an uncertain word in a final decode: the short window costs accuracy there (measured on the kit)
+                # an uncertain word in a final decode: the short window costs accuracy there (measured on the kit);
+                # but a redo that comes back with fewer words is not a better reading: it stopped early
+                # ("distains the" over 2.6 s, where the first decode had "... the tillage of thy husbandry?")
                 self.stats.full_window_retries += 1
-                hyp = self._new_words(self._transcribe(window=30.0))
+                redo = self._new_words(self._transcribe(window=30.0))
+                hyp = redo if len(redo) >= len(hyp) - 1 else hyp
             self._hyp = []
             new = hyp + self._decode_rest(hyp)
             held = new[-1:] if not final and new and new[-1][0].probability < self.config.flush_hold_prob else []
@@ -796,6 +821,8 @@ class StreamingASR:
         while k < len(hyp) and k < len(prev) and (hyp[k][0].norm == prev[k][0].norm or self._substituted(hyp, k)) \
                 and min(hyp[k][0].probability, prev[k][0].probability) >= floor:
             k += 1
+        if floor and k < cfg.first_commit_min_words:
+            k = 0
         hyp = self._earliest_times(hyp, k)
         while cfg.stable_s > 0 and k < len(hyp) and self._t - hyp[k][0].end >= cfg.stable_s \
                 and hyp[k][0].probability >= cfg.stable_prob:

@@ -36,7 +36,8 @@ def _says(text, t0=0.2, step=0.4, prob=0.9):
 
 
 def _asr(model, **cfg):
-    base = dict(vad=False, cadence="fixed", min_chunk_s=0.95, buffer_max_s=30, stable_s=0.0)  # a pass a push
+    # a pass a push; the scripts' times are the buffer's (no lead silence: it has its own test)
+    base = dict(vad=False, cadence="fixed", min_chunk_s=0.95, buffer_max_s=30, stable_s=0.0, first_lead_silence_s=0)
     return StreamingASR(model, ASRConfig(**{**base, **cfg}))
 
 
@@ -60,6 +61,34 @@ def test_a_streams_first_words_need_confidence_to_commit_by_agreement():
     assert _feed(gated, 2) == []  # two passes agree on a 0.2-probability opening: held
     assert _feed(gated, 1) == ["how", "do", "you"]  # the buffer reached first_commit_hold_s: committed
     assert _feed(_asr(_ScriptedWhisper(unsure), first_commit_prob=0.0), 2) == ["how", "do", "you"]
+
+
+def test_a_sure_word_before_an_unsure_one_is_not_a_streams_first_commit_alone():
+    split = [("i'll", 0.1, 0.3, 0.5), ("less", 0.3, 0.5, 0.26), ("to", 0.5, 0.6, 0.9), ("be", 0.6, 0.8, 0.9)]
+    for min_words, first in ((2, []), (1, ["i'll"])):
+        asr = _asr(_ScriptedWhisper(split), first_commit_min_words=min_words, first_commit_hold_s=2.5)
+        assert _feed(asr, 2) == first  # two passes agree, but only "i'll" is sure enough under the hold
+
+
+def test_a_streams_first_decodes_have_silence_before_the_audio():
+    class Recording(_ScriptedWhisper):
+        def transcribe(self, audio, initial_prompt=None, **kw):
+            self.calls.append({"lead": int(np.argmax(np.abs(audio) > 0)), "samples": len(audio)})
+            words = [NS(word=" " + w, start=a + 1.0, end=b + 1.0, probability=0.9) for w, a, b in
+                     (("and", -0.2, 0.3), ("mister", 0.3, 0.6), ("john", 0.6, 0.9))]  # "and" from 0.8 s
+            return [NS(words=words, start=0.8, end=1.9, no_speech_prob=0.0, avg_logprob=-0.2)], None
+
+    model = Recording()
+    asr = _asr(model, first_lead_silence_s=1.0)
+    assert _feed(asr, 1) == []
+    assert [(w.start, w.end) for w, _ in asr._hyp] == [(0.0, pytest.approx(0.3)), (pytest.approx(0.3),
+                                                        pytest.approx(0.6)), (pytest.approx(0.6), pytest.approx(0.9))]
+    assert [b for _, b in asr._hyp] == [int(0.3 * SR), int(0.6 * SR), int(0.9 * SR)]  # in the buffer's samples
+    assert _feed(asr, 1) == ["and", "mister", "john"]
+    assert [c["lead"] for c in model.calls] == [SR, SR]  # 1 s of silence, then the buffer's audio
+    assert model.calls[1]["samples"] - SR == len(asr._buf)
+    asr.push(np.full(SR, 0.1, np.float32))  # after the first commit the prompt is the context: no lead
+    assert model.calls[-1]["lead"] == 0 and model.calls[-1]["samples"] == len(asr._buf)
 
 
 def test_a_collapsed_decode_is_retried_without_the_prompt():
@@ -107,6 +136,17 @@ def test_an_uncertain_final_decode_is_redone_with_the_full_window():
         assert [w.norm for w in asr.finish().words] == expect
         assert [c["frames"] for c in model.calls] == [1000, 0][: len(model.calls)]  # 10 s window, then 30 s
         assert asr.stats.full_window_retries == (prob > 0)
+
+
+def test_a_full_window_redo_that_stops_early_is_not_taken():
+    said = _says("whose oniard womb disdain the tillage of thy husbandry", step=0.3)
+    said[3] = ("disdain", 1.1, 1.4, 0.2)  # the uncertain word that makes the flush redo the decode
+    stopped = said[:3] + [("distains", 1.1, 1.5, 0.29), ("the", 1.5, 3.6, 0.99)]  # "the" swallows the rest
+    model = _ScriptedWhisper(said, stopped)
+    asr = _asr(model, min_chunk_s=10)
+    _feed(asr, 3)
+    assert [w.norm for w in asr.finish().words] == [w for w, *_ in said]
+    assert asr.stats.full_window_retries == 1
 
 
 def _voice_by_level(asr):

@@ -100,6 +100,10 @@ def test_bad_asr_config_values():
         ASRConfig(flush_hold_prob=1.5)
     with pytest.raises(ValueError, match="hold_pause_s"):
         ASRConfig(hold_pause_s=0.2)
+    with pytest.raises(ValueError, match="first_commit_min_words"):
+        ASRConfig(first_commit_min_words=0)
+    with pytest.raises(ValueError, match="first_lead_silence_s"):
+        ASRConfig(first_lead_silence_s=-1)
     with pytest.raises(ValueError, match="block_s"):
         AudioAdapterConfig(block_s=0)
 
@@ -131,7 +135,8 @@ class _EarlyStopWhisper:
 
 def test_a_flush_decodes_again_what_an_early_stopped_decode_left_out():
     model = _EarlyStopWhisper(full_s=6.0)
-    asr = StreamingASR(model, ASRConfig(vad=False, cadence="fixed", min_chunk_s=10, buffer_max_s=30))
+    asr = StreamingASR(model, ASRConfig(vad=False, cadence="fixed", min_chunk_s=10, buffer_max_s=30,
+                                        first_lead_silence_s=0))  # the script's times are the buffer's
     asr.CONTEXT_S = 0.5  # the rest decode starts at 0.9 - 0.5 = 0.4 s
     asr.push(np.full(6 * 16000, 0.1, np.float32))
     out = asr.finish().words
