@@ -63,6 +63,17 @@ def test_a_streams_first_words_need_confidence_to_commit_by_agreement():
     assert _feed(_asr(_ScriptedWhisper(unsure), first_commit_prob=0.0), 2) == ["how", "do", "you"]
 
 
+def test_words_held_for_the_first_commit_are_committed_when_the_hold_ends_not_a_pass_later():
+    unsure = [("and", 0.0, 0.3, 0.2), ("mister", 0.3, 0.6, 0.9), ("john", 0.6, 0.9, 0.9)]
+    asr = _asr(_ScriptedWhisper(unsure), min_chunk_s=3.0, first_commit_hold_s=4.0, retry_uncovered_s=0)
+    out = []
+    for _ in range(8):  # half-second pushes: a pass at 3 s (held), the hold ends at 4 s
+        out.append([w.norm for w in asr.push(np.full(SR // 2, 0.1, np.float32)).words])
+    assert out.index(["and", "mister", "john"]) == 7  # at 4.0 s, not at the next regular pass (6 s)
+    assert asr.stats.passes == 2
+    assert not _asr(_ScriptedWhisper(unsure), min_chunk_s=3.0, first_commit_prob=0)._hold_lifted()
+
+
 def test_a_sure_word_before_an_unsure_one_is_not_a_streams_first_commit_alone():
     split = [("i'll", 0.1, 0.3, 0.5), ("less", 0.3, 0.5, 0.26), ("to", 0.5, 0.6, 0.9), ("be", 0.6, 0.8, 0.9)]
     for min_words, first in ((2, []), (1, ["i'll"])):
@@ -95,7 +106,7 @@ def test_a_collapsed_decode_is_retried_without_the_prompt():
     collapsed, full = [("not", 5.5, 5.8, 0.9)], _says("whose fresh repair now thou not renewest", step=0.7)
     for limit, calls in ((1.5, 2), (0.0, 1)):
         model = _ScriptedWhisper(collapsed, full)
-        asr = _asr(model, min_chunk_s=10, retry_uncovered_s=limit)
+        asr = _asr(model, min_chunk_s=10, retry_uncovered_s=limit, first_commit_prob=0)  # no pass while fed
         _feed(asr, 6)
         asr.committed = [Word(-1.0, -0.5, " earlier.")]  # committed text before the buffer: the prompt
         asr._pass(flush=False)

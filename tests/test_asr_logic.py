@@ -136,7 +136,8 @@ class _EarlyStopWhisper:
 def test_a_flush_decodes_again_what_an_early_stopped_decode_left_out():
     model = _EarlyStopWhisper(full_s=6.0)
     asr = StreamingASR(model, ASRConfig(vad=False, cadence="fixed", min_chunk_s=10, buffer_max_s=30,
-                                        first_lead_silence_s=0))  # the script's times are the buffer's
+                                        first_lead_silence_s=0, first_commit_prob=0))  # the script's times are
+    # the buffer's, and one pass: at the flush (no first-commit hold to lift at 4 s)
     asr.CONTEXT_S = 0.5  # the rest decode starts at 0.9 - 0.5 = 0.4 s
     asr.push(np.full(6 * 16000, 0.1, np.float32))
     out = asr.finish().words
