@@ -139,7 +139,7 @@ class ASRConfig:
                           "words agree there too (the newer pass's word is committed); 0 = exact agreement only"},
     )
     first_commit_prob: float = field(
-        default=0.3,
+        default=0.5,
         metadata={"help": "a stream's first words (no committed text yet to prompt with) are committed by "
                           "agreement only when both passes give them at least this probability, until the buffer "
                           "holds first_commit_hold_s: two passes over 1-2 s of audio often agree on the same wrong "
