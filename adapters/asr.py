@@ -159,7 +159,7 @@ class ASRConfig:
         metadata={"help": "until the first commit, decode the buffer with this much silence before it: Whisper "
                           "drops or misreads a word that starts at the very first sample ('Mr. John' for 'And Mr. "
                           "John' in 4 of 6 prefixes of a LibriVox file, 1 of 6 with 1 s of silence before it); "
-                          "0 = off"},
+                          "non-speech the buffer already starts with counts toward it; 0 = off"},
     )
     flush_full_window_prob: float = field(
         default=0.5,
@@ -603,9 +603,9 @@ class StreamingASR:
         """Words of the buffer from sample ``start`` on, as (word in stream time, buffer end position).
 
         The whole buffer is prompted with the committed text before it (unless not ``prompted``); a tail decode
-        gets ``prompt``. Before the first commit the buffer is decoded after ``first_lead_silence_s`` of silence."""
+        gets ``prompt``. Before the first commit the buffer is decoded after silence (:meth:`_lead_silence_s`)."""
         cfg = self.config
-        lead = int(cfg.first_lead_silence_s * SR) if start == 0 and not self.committed else 0
+        lead = int(self._lead_silence_s() * SR) if start == 0 and not self.committed else 0
         audio = np.concatenate([np.zeros(lead, np.float32), self._buf]) if lead else self._buf[start:]
         window = window or (window_for(len(audio) / SR, cfg.min_window_s) if self._windowed else 30.0)
         with _encoder_window(window):
@@ -638,6 +638,13 @@ class StreamingASR:
                 decoded.append((word, b))
         self.stats.passes += 1
         return self._voiced_words(decoded)
+
+    def _lead_silence_s(self) -> float:
+        """Silence to decode before the buffer: ``first_lead_silence_s`` less the non-speech the buffer already
+        starts with (VAD). Padding a buffer that had 0.3 s of silence turned "Tom has five" into "Time for five"."""
+        t0 = self._to_stream(0.0) if self._anchors else self._t
+        have = self._voiced[0][0] - t0 if self.config.vad and self._voiced else 0.0
+        return max(0.0, self.config.first_lead_silence_s - have)
 
     def _voiced_words(self, decoded: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
         """Decoded words without repetition loops and without words outside VAD speech.

@@ -102,6 +102,21 @@ def test_a_streams_first_decodes_have_silence_before_the_audio():
     assert model.calls[-1]["lead"] == 0 and model.calls[-1]["samples"] == len(asr._buf)
 
 
+def test_the_lead_silence_counts_the_silence_the_buffer_starts_with():
+    class Recording(_ScriptedWhisper):
+        def transcribe(self, audio, initial_prompt=None, **kw):
+            self.calls.append(int(np.argmax(audio != 0)))  # the added silence is exact zeros
+            return [], None
+
+    model = Recording()
+    asr = _voice_by_level(_asr(model, vad=True, first_lead_silence_s=1.0, min_chunk_s=1.0))
+    asr.push(np.full(SR // 2, 0.01, np.float32))  # 0.5 s of quiet room (not speech) ...
+    asr.push(np.full(2 * SR, 0.1, np.float32))  # ... then speech: the buffer keeps ~0.3 s of the room before it
+    room = asr._voiced[0][0] - asr._to_stream(0.0)
+    assert 0.2 < room < 0.4 and model.calls
+    assert model.calls[0] == pytest.approx((1.0 - room) * SR, abs=1)
+
+
 def test_a_collapsed_decode_is_retried_without_the_prompt():
     collapsed, full = [("not", 5.5, 5.8, 0.9)], _says("whose fresh repair now thou not renewest", step=0.7)
     for limit, calls in ((1.5, 2), (0.0, 1)):
