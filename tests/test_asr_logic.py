@@ -179,7 +179,8 @@ def _passes(cadence: str, pass_cost: float) -> int:
         return fake_time[0]
 
     model = _CountingWhisper()
-    asr = StreamingASR(model, ASRConfig(vad=False, cadence=cadence, min_chunk_s=1.0, buffer_max_s=30), timer=timer)
+    asr = StreamingASR(model, ASRConfig(vad=False, cadence=cadence, min_chunk_s=1.0, max_interval_s=2.5,
+                                        buffer_max_s=30), timer=timer)
     for _ in range(40):
         asr.push(np.full(8000, 0.1, np.float32))
     return model.calls
@@ -190,7 +191,7 @@ def test_fixed_cadence_ignores_the_clock_and_adaptive_follows_it():
     fixed = _passes("fixed", 0.0)
     assert fixed >= 12 and _passes("fixed", 5.0) == fixed
     # adaptive: a slow machine (every pass costs more than the RTF budget) gets fewer passes - but one at least
-    # every max_interval_s (2 s) of speech -, a fast one all
+    # every max_interval_s (2.5 s here) of speech -, a fast one all
     assert _passes("adaptive", 0.001) == fixed
     assert 20 / 2.5 <= _passes("adaptive", 2.0) < fixed * 2 / 3
 
