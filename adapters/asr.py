@@ -773,9 +773,11 @@ class StreamingASR:
         keep_ids = {id(w) for w in kept}
         if self._held_mark and kept:
             # the held word, decoded again with the speech after it: the pause it ended stays a sentence end
-            # unless the new decode punctuates it otherwise (chunks for the policy close at sentence ends)
+            # unless the new decode punctuates it otherwise (chunks for the policy close at sentence ends) or
+            # continues it with a piece of the same word ("Mini" + "-Puns": no mark inside a word)
             mark, end = self._held_mark
-            if kept[0].start < end and kept[0].text.rstrip()[-1:] not in ".,;:?!-":
+            glued = len(kept) > 1 and not kept[1].text[:1].isspace()
+            if kept[0].start < end and kept[0].text.rstrip()[-1:] not in ".,;:?!-" and not glued:
                 kept[0].text = kept[0].text.rstrip() + mark
             self._held_mark = None
         for w, b in hyp:

@@ -26,7 +26,7 @@ class _ScriptedWhisper:
     def transcribe(self, audio, initial_prompt=None, **kw):
         self.calls.append({"prompt": initial_prompt, "frames": getattr(asr_mod._WINDOW, "frames", 0)})
         entry = self.script[min(len(self.calls), len(self.script)) - 1]
-        words = [NS(word=" " + w, start=a, end=b, probability=p) for w, a, b, p in entry]
+        words = [NS(word=w if w[:1] == "-" else " " + w, start=a, end=b, probability=p) for w, a, b, p in entry]
         end = max([b for _, _, b, _ in entry], default=0.0)
         return [NS(words=words, start=0.0, end=end, no_speech_prob=0.0, avg_logprob=-0.2)], None
 
@@ -241,3 +241,15 @@ def test_a_held_word_decoded_again_without_its_mark_still_ends_the_sentence():
     _push(asr, 1.0, speech=True)
     _push(asr, 0.5, speech=False)
     assert [w.text.strip() for w in asr.committed] == ["buys", "three", "more", "apples.", "and", "his"]
+
+
+def test_a_held_word_continued_by_a_piece_of_the_same_word_gets_no_mark():
+    said = [("fifty", 0.2, 0.5, 0.95), ("apple", 0.5, 0.8, 0.95)]
+    model = _ScriptedWhisper(said + [("Mini.", 0.8, 1.4, 0.6)],
+                             said + [("Mini", 0.8, 1.4, 0.95), ("-Puns", 2.3, 2.6, 0.95), ("back.", 2.6, 3.0, 0.95)])
+    asr = _voice_by_level(_asr(model, vad=True, min_chunk_s=10))
+    _push(asr, 2.0, speech=True)
+    _push(asr, 0.5, speech=False)
+    _push(asr, 1.0, speech=True)
+    _push(asr, 0.5, speech=False)
+    assert "".join(w.text for w in asr.committed).split() == ["fifty", "apple", "Mini-Puns", "back."]
