@@ -646,7 +646,7 @@ class StreamingASR:
         """Silence to decode before the buffer: ``first_lead_silence_s`` less the non-speech the buffer already
         starts with (VAD). Padding a buffer that had 0.3 s of silence turned "Tom has five" into "Time for five"."""
         t0 = self._to_stream(0.0) if self._anchors else self._t
-        have = self._voiced[0][0] - t0 if self.config.vad and self._voiced else 0.0
+        have = max(0.0, self._voiced[0][0] - t0) if self.config.vad and self._voiced else 0.0
         return max(0.0, self.config.first_lead_silence_s - have)
 
     def _voiced_words(self, decoded: list[tuple[Word, int]]) -> list[tuple[Word, int]]:

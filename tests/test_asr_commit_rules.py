@@ -230,16 +230,20 @@ def test_agreed_words_keep_the_earlier_time_when_a_decode_collapses():
     assert _feed(asr, 2) == ["nage", "shall", "see", "despite"]  # at 1.95 s they looked older than the commit
 
 
+def _speech_pause_speech_pause(model):
+    """2 s of speech, a 0.5 s pause (the flush: its last word held), 1 s of speech, a 0.5 s pause."""
+    asr = _voice_by_level(_asr(model, vad=True, min_chunk_s=10))
+    for seconds, speech in ((2.0, True), (0.5, False), (1.0, True), (0.5, False)):
+        _push(asr, seconds, speech)
+    return asr
+
+
 def test_a_held_word_decoded_again_without_its_mark_still_ends_the_sentence():
     # the pause after "apples." was real; the next decode runs on into "and his sister" without punctuation
     said = [("buys", 0.2, 0.5, 0.95), ("three", 0.5, 0.8, 0.95), ("more", 0.8, 1.1, 0.95)]
     model = _ScriptedWhisper(said + [("apples.", 1.1, 1.7, 0.8)],
                              said + [("apples", 1.1, 1.7, 0.95), ("and", 2.6, 2.9, 0.95), ("his", 2.9, 3.2, 0.95)])
-    asr = _voice_by_level(_asr(model, vad=True, min_chunk_s=10))
-    _push(asr, 2.0, speech=True)
-    _push(asr, 0.5, speech=False)
-    _push(asr, 1.0, speech=True)
-    _push(asr, 0.5, speech=False)
+    asr = _speech_pause_speech_pause(model)
     assert [w.text.strip() for w in asr.committed] == ["buys", "three", "more", "apples.", "and", "his"]
 
 
@@ -247,9 +251,5 @@ def test_a_held_word_continued_by_a_piece_of_the_same_word_gets_no_mark():
     said = [("fifty", 0.2, 0.5, 0.95), ("apple", 0.5, 0.8, 0.95)]
     model = _ScriptedWhisper(said + [("Mini.", 0.8, 1.4, 0.6)],
                              said + [("Mini", 0.8, 1.4, 0.95), ("-Puns", 2.3, 2.6, 0.95), ("back.", 2.6, 3.0, 0.95)])
-    asr = _voice_by_level(_asr(model, vad=True, min_chunk_s=10))
-    _push(asr, 2.0, speech=True)
-    _push(asr, 0.5, speech=False)
-    _push(asr, 1.0, speech=True)
-    _push(asr, 0.5, speech=False)
+    asr = _speech_pause_speech_pause(model)
     assert "".join(w.text for w in asr.committed).split() == ["fifty", "apple", "Mini-Puns", "back."]
