@@ -595,9 +595,13 @@ class StreamingASR:
         """Seconds of VAD speech (each run widened by ``pad``) inside [t0, t1]."""
         return sum(max(0.0, min(t1, b + pad) - max(t0, a - pad)) for a, b in self._voiced)
 
+    def _buffer_start_t(self) -> float:
+        """Stream time of the buffer's first sample (the end of the audio received when the buffer is empty)."""
+        return self._to_stream(0.0) if self._anchors else self._t
+
     # Whisper ------------------------------------------------------------------------------------------------
     def _prompt(self) -> str | None:
-        t0 = self._to_stream(0.0) if self._anchors else self._t
+        t0 = self._buffer_start_t()
         text = "".join(w.text for w in self.committed if w.end <= t0 + 1e-3)
         return text[-self.config.prompt_chars :].strip() or None
 
@@ -645,7 +649,7 @@ class StreamingASR:
     def _lead_silence_s(self) -> float:
         """Silence to decode before the buffer: ``first_lead_silence_s`` less the non-speech the buffer already
         starts with (VAD). Padding a buffer that had 0.3 s of silence turned "Tom has five" into "Time for five"."""
-        t0 = self._to_stream(0.0) if self._anchors else self._t
+        t0 = self._buffer_start_t()
         have = max(0.0, self._voiced[0][0] - t0) if self.config.vad and self._voiced else 0.0
         return max(0.0, self.config.first_lead_silence_s - have)
 
