@@ -181,6 +181,14 @@ class ASRConfig:
     hold_pause_s: float = field(
         default=0.8, metadata={"help": "... (the pause after which a held last word is committed as it is)"},
     )
+    tail_word_prob: float = field(
+        default=0.2,
+        metadata={"help": "drop a decode's last sentence when it is at most 2 words, each with probability below "
+                          "this: Whisper closes a decode with an invented word after the last real sentence "
+                          "('Good.' at p 0.02 after a sonnet's last line; every such tail on the kit at a fixed "
+                          "cadence was invented, real words cut off at a buffer's end came at p 0.13-0.45 with a "
+                          "word above 0.2 beside them); 0 = off"},
+    )
     retry_uncovered_s: float = field(
         default=1.5,
         metadata={"help": "decode the buffer a second time (without the prompt; or with the full window when there "
@@ -225,7 +233,7 @@ class ASRConfig:
             raise ValueError(f"stable_prob must be in [0, 1], got {self.stable_prob}")
         if self.substitution_context < 0:
             raise ValueError(f"substitution_context must be >= 0, got {self.substitution_context}")
-        for name in ("first_commit_prob", "flush_full_window_prob", "flush_hold_prob"):
+        for name in ("first_commit_prob", "flush_full_window_prob", "flush_hold_prob", "tail_word_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.first_commit_min_words < 1:
@@ -489,6 +497,7 @@ class ASRStats:
     dropped_fragments: int = 0  # utterances with too little voiced audio, dropped undecoded
     dropped_segments: int = 0  # decoded segments rejected as non-speech / stock phrases on weak evidence
     dropped_unvoiced: int = 0  # words lying outside every VAD speech region
+    dropped_tail: int = 0  # words of a decode's weak last sentence (an invented word after the last real one)
     full_window_retries: int = 0  # flushes decoded again with the full 30 s window (empty, or an uncertain word)
     uncovered_retries: int = 0  # passes decoded again because their words left speech uncovered
     max_buffer_s: float = 0.0
@@ -644,7 +653,20 @@ class StreamingASR:
                     continue
                 decoded.append((word, b))
         self.stats.passes += 1
-        return self._voiced_words(decoded)
+        return self._voiced_words(self._without_weak_tail(decoded))
+
+    def _without_weak_tail(self, decoded: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
+        """``decoded`` without its last sentence when that is 1-2 words all below ``tail_word_prob``.
+
+        Only after a sentence end: a weak word that continues a sentence is left to the agreement and the held-word
+        rule, which see it decoded again with more audio."""
+        ends = [i for i, (w, _) in enumerate(decoded[:-1]) if w.text.rstrip()[-1:] in ".?!"]
+        if not self.config.tail_word_prob or not ends or len(decoded) - ends[-1] - 1 > 2:
+            return decoded
+        if max(w.probability for w, _ in decoded[ends[-1] + 1 :]) >= self.config.tail_word_prob:
+            return decoded
+        self.stats.dropped_tail += len(decoded) - ends[-1] - 1
+        return decoded[: ends[-1] + 1]
 
     def _lead_silence_s(self) -> float:
         """Silence to decode before the buffer: ``first_lead_silence_s`` less the non-speech the buffer already

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from adasr_mm.adapters import asr as asr_mod
-from adasr_mm.adapters.asr import ASRConfig, StreamingASR, Word
+from adasr_mm.adapters.asr import ASRConfig, StreamingASR, Word, normalize_word
 
 SR = 16000
 
@@ -253,3 +253,30 @@ def test_a_held_word_continued_by_a_piece_of_the_same_word_gets_no_mark():
                              said + [("Mini", 0.8, 1.4, 0.95), ("-Puns", 2.3, 2.6, 0.95), ("back.", 2.6, 3.0, 0.95)])
     asr = _speech_pause_speech_pause(model)
     assert "".join(w.text for w in asr.committed).split() == ["fifty", "apple", "Mini-Puns", "back."]
+
+
+_LAST_LINE = [("feel'st", 0.2, 0.6, 0.6), ("it", 0.6, 0.8, 0.9), ("cold.", 0.8, 1.2, 0.99)]
+
+
+@pytest.mark.parametrize("tail_word_prob, expect", [(0.2, ["feel'st", "it", "cold"]),
+                                                    (0.0, ["feel'st", "it", "cold", "good"])])
+def test_an_invented_word_after_the_last_sentence_is_dropped(tail_word_prob, expect):
+    # base on the kit's sonnet 2: its final decode closed the poem with "Good." at p 0.02
+    asr = _asr(_ScriptedWhisper(_LAST_LINE + [("Good.", 1.2, 1.3, 0.02)]), tail_word_prob=tail_word_prob)
+    _feed(asr, 1)
+    asr.finish()
+    assert [w.norm for w in asr.committed] == expect
+    assert asr.stats.dropped_tail == (asr.stats.passes if tail_word_prob else 0)  # one word, every decode
+
+
+@pytest.mark.parametrize("tail", [
+    [("it", 0.6, 0.8, 0.1), ("cold", 0.8, 1.2, 0.1)],  # weak words that go on with a sentence: no sentence end
+    [("cold.", 0.8, 1.2, 0.99), ("And", 1.3, 1.5, 0.1), ("see", 1.5, 1.7, 0.5)],  # one word of the tail is sure
+    [("cold.", 0.8, 1.2, 0.99), ("And", 1.3, 1.5, 0.1), ("see", 1.5, 1.7, 0.1), ("thy", 1.7, 1.9, 0.1)],  # 3 words
+])
+def test_a_weak_tail_that_may_be_speech_is_kept(tail):
+    said = [("feel'st", 0.2, 0.6, 0.6)] + tail
+    asr = _asr(_ScriptedWhisper(said))
+    _feed(asr, 1)
+    asr.finish()
+    assert [w.norm for w in asr.committed] == [normalize_word(w) for w, *_ in said]

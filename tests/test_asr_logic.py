@@ -98,6 +98,8 @@ def test_bad_asr_config_values():
         ASRConfig(retry_uncovered_s=-1)
     with pytest.raises(ValueError, match="flush_hold_prob"):
         ASRConfig(flush_hold_prob=1.5)
+    with pytest.raises(ValueError, match="tail_word_prob"):
+        ASRConfig(tail_word_prob=-0.1)
     with pytest.raises(ValueError, match="hold_pause_s"):
         ASRConfig(hold_pause_s=0.2)
     with pytest.raises(ValueError, match="first_commit_min_words"):
