@@ -16,7 +16,8 @@ Groups: ``kit`` (the exact-reference speech of ``../shared/media/dev``), ``kit-a
 plumbing only). The WER ratio is pooled over words, and also per file; files where *offline* Whisper fails (WER >
 0.3) are left out of the ratios, so a file offline Whisper cannot transcribe does not carry them.
 Settings: ``ours`` (the defaults), ``old-default`` (10 s warm-up, full 30 s encoder window, no fragment or stock
-phrase filter), and with ``--peer-venv DIR`` WhisperLiveKit 0.2.26 (LocalAgreement, faster-whisper, the same
+phrase filter), opt-in ``fixed-1``, ``fixed-1.25``, ``fixed-1.5`` (the defaults with a pass every 1 / 1.25 / 1.5 s
+of speech: the spread of the figures over pass timing alone), and with ``--peer-venv DIR`` WhisperLiveKit 0.2.26 (LocalAgreement, faster-whisper, the same
 tiny.en, same thread count, fed at real time by ``audio_peer_wlk.py`` in its own venv).
 
     python benchmarks/audio.py [--asr tiny.en] [--threads 1 2] [--peer-venv /work/wlk-venv] [--json ...]
@@ -46,7 +47,11 @@ KIT = ROOT.parent / "shared" / "media" / "dev"
 SETTINGS = {
     "ours": {},
     "old-default": {"warmup_s": 10.0, "min_window_s": 30.0, "min_speech_s": 0.0, "stock_phrase_filter": False},
+    # the defaults at fixed pass intervals (opt-in): how far the transcript moves with the pass timing alone, which
+    # the adaptive cadence sets from the machine's speed - one adaptive run is one draw from this spread
+    **{f"fixed-{c:g}": {"cadence": "fixed", "min_chunk_s": c} for c in (1.0, 1.25, 1.5)},
 }
+DEFAULT_SETTINGS = ["ours", "old-default"]
 OFFLINE_FAILS = 0.3  # files whose offline WER is above this are left out of the WER ratios
 
 
@@ -112,7 +117,8 @@ def stream_file(path: Path, asr_cfg, model, timer, block_s: float) -> dict:  # n
     return {"text": words_text(stream.asr.committed), "chunks": [c.text for c in chunks], "compute_s":
             st.asr_compute_s, "latencies": lat, "passes": stream.asr.stats.passes,
             "dropped": {k: getattr(stream.asr.stats, k) for k in ("dropped_fragments", "dropped_segments",
-                                                                  "dropped_unvoiced", "dropped_repeats")}}
+                                                                  "dropped_unvoiced", "dropped_repeats",
+                                                                  "dropped_tail")}}
 
 
 def run_peer(venv: Path, todo: list, threads: int, tmp: Path) -> dict[str, dict]:
@@ -197,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--asr", default="tiny.en")
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="Whisper CPU threads to run (each)")
-    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS),
+                    help="fixed-1/1.25/1.5: the defaults at a fixed pass interval (the spread over pass timing)")
     ap.add_argument("--block-s", type=float, nargs="+", default=None,
                     help="audio pushed per step (s), each a run; default: the file replay's audio.block_s")
     ap.add_argument("--kit", default=str(KIT))
