@@ -17,8 +17,9 @@ plumbing only). The WER ratio is pooled over words, and also per file; files whe
 0.3) are left out of the ratios, so a file offline Whisper cannot transcribe does not carry them.
 Settings: ``ours`` (the defaults), ``old-default`` (10 s warm-up, full 30 s encoder window, no fragment or stock
 phrase filter), opt-in ``fixed-1``, ``fixed-1.25``, ``fixed-1.5`` (the defaults with a pass every 1 / 1.25 / 1.5 s
-of speech: the spread of the figures over pass timing alone), and with ``--peer-venv DIR`` WhisperLiveKit 0.2.26 (LocalAgreement, faster-whisper, the same
-tiny.en, same thread count, fed at real time by ``audio_peer_wlk.py`` in its own venv).
+of speech: the spread of the figures over pass timing alone), and with ``--peer-venv DIR`` WhisperLiveKit 0.2.26
+(LocalAgreement, faster-whisper, the same tiny.en, same thread count, fed at real time by ``audio_peer_wlk.py`` in
+its own venv).
 
     python benchmarks/audio.py [--asr tiny.en] [--threads 1 2] [--peer-venv /work/wlk-venv] [--json ...]
 """
