@@ -261,6 +261,10 @@ class Word:
     def norm(self) -> str:
         return normalize_word(self.text)
 
+    @property
+    def ends_sentence(self) -> bool:
+        return self.text.strip().endswith((".", "?", "!"))
+
 
 def normalize_word(w: str) -> str:
     return re.sub(r"[^\w']+", "", w.lower())
@@ -660,7 +664,7 @@ class StreamingASR:
 
         Only after a sentence end: a weak word that continues a sentence is left to the agreement and the held-word
         rule, which see it decoded again with more audio."""
-        ends = [i for i, (w, _) in enumerate(decoded[:-1]) if w.text.rstrip()[-1:] in ".?!"]
+        ends = [i for i, (w, _) in enumerate(decoded[:-1]) if w.ends_sentence]
         if not self.config.tail_word_prob or not ends or len(decoded) - ends[-1] - 1 > 2:
             return decoded
         if max(w.probability for w, _ in decoded[ends[-1] + 1 :]) >= self.config.tail_word_prob:
@@ -810,7 +814,7 @@ class StreamingASR:
             if id(w) in keep_ids:
                 self._committed_b = max(self._committed_b, b)
                 self._word_cuts.append(b)
-                if w.text.strip().endswith((".", "?", "!")):
+                if w.ends_sentence:
                     self._sentence_cuts.append(b)
         prev_end = self.committed[-1].end if self.committed else 0.0
         for w in kept:  # two decodes place a boundary differently: committed times stay monotonic

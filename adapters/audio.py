@@ -65,7 +65,7 @@ class WordChunker:
         for w in words:
             self._words.append(w)
             long = self._words[-1].end - self._words[0].start >= self.config.max_chunk_s
-            sentence = w.text.strip().endswith((".", "?", "!")) and len(self._words) >= self.config.min_chunk_words
+            sentence = w.ends_sentence and len(self._words) >= self.config.min_chunk_words
             if sentence or long:
                 out.append(self._emit(self._words))
                 self._words = []
