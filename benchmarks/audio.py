@@ -21,6 +21,10 @@ of speech: the spread of the figures over pass timing alone), and with ``--peer-
 (LocalAgreement, faster-whisper, the same tiny.en, same thread count, fed at real time by ``audio_peer_wlk.py`` in
 its own venv).
 
+``--offline-shifts 10 20 40 80`` also transcribes each file offline with that many ms of silence before it: the
+offline reference's own spread under a change no listener hears, i.e. how finely a WER ratio on this kit can be
+read (the targets stay against the unshifted offline run).
+
     python benchmarks/audio.py [--asr tiny.en] [--threads 1 2] [--peer-venv /work/wlk-venv] [--json ...]
 """
 
@@ -184,6 +188,33 @@ def summarize(rows: list[dict], group: str, setting: str) -> dict | None:
     return out
 
 
+def offline_spread(rows: list[dict], group: str) -> dict | None:
+    """Pooled offline WER of a group's ratio files per leading-silence shift (ms), with 0 = the reference run."""
+    from adasr_mm.adapters.asr import pooled_wer
+
+    ok = [r for r in rows if r["group"] == group and r["reference"] and r["offline_wer"] <= OFFLINE_FAILS
+          and "offline_shifted" in r]
+    if not ok:
+        return None
+    shifts = {"0": [(r["reference"], r["offline_text"]) for r in ok]}
+    for ms in ok[0]["offline_shifted"]:
+        shifts[ms] = [(r["reference"], r["offline_shifted"][ms]) for r in ok]
+    wers = {ms: pooled_wer(pairs) for ms, pairs in shifts.items()}
+    return {"wer_by_shift_ms": wers, "min": min(wers.values()), "max": max(wers.values()),
+            "mean": sum(wers.values()) / len(wers)}
+
+
+def spread_lines(spread: dict, summary: dict) -> list[str]:
+    lines = ["| group | offline WER at 0 / " + " / ".join(list(next(iter(spread.values()))["wer_by_shift_ms"])[1:])
+             + " ms lead silence | min - max | stream WER (setting) / offline mean |", "|---|---|---|---|"]
+    for group, sp in spread.items():
+        ratios = ", ".join(f"{s['stream_wer'] / sp['mean']:.2f} ({name})" for name, s in summary[group].items()
+                           if s.get("stream_wer") is not None)
+        lines.append(f"| {group} | {' / '.join(f'{w:.3f}' for w in sp['wer_by_shift_ms'].values())} | "
+                     f"{sp['min']:.3f} - {sp['max']:.3f} | {ratios} |")
+    return lines
+
+
 def table(summary: dict) -> list[str]:
     def f(v, fmt):  # noqa: ANN001, ANN202
         return "-" if v is None else format(v, fmt)
@@ -212,8 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-samples", action="store_true", help="skip the bundled espeak fixtures")
     ap.add_argument("--timer", choices=("cpu", "wall"), default="cpu")
     ap.add_argument("--peer-venv", default="", help="a venv with whisperlivekit: add its rows")
+    ap.add_argument("--offline-shifts", type=int, nargs="*", default=[], metavar="MS",
+                    help="also transcribe offline after this much leading silence (ms): the reference's own spread")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio.json"))
     args = ap.parse_args(argv)
+
+    import numpy as np
 
     from adasr_mm.adapters.asr import (
         ASRConfig,
@@ -245,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         off = words_text(transcribe_offline(models[args.threads[0]], audio, ASRConfig(model=args.asr)))
         row = {"group": group, "file": name, "duration_s": len(audio) / 16000, "reference": ref,
                "words": len(normalize_words(ref)), "offline_wer": wer(ref, off), "offline_text": off}
+        if args.offline_shifts and group != "samples":
+            row["offline_shifted"] = {str(ms): words_text(transcribe_offline(
+                models[args.threads[0]], np.concatenate([np.zeros(ms * 16, np.float32), audio]),
+                ASRConfig(model=args.asr))) for ms in args.offline_shifts}
         for label, cfg, t, b in runs:
             r = stream_file(path, cfg, models[t], timer, b)
             lat = r.pop("latencies")
@@ -274,13 +313,16 @@ def main(argv: list[str] | None = None) -> int:
                  f"{'/'.join(f'{b:g}' for b in blocks)} s blocks on the simulated producer "
                  f"timeline; ratios leave out files with offline WER > {OFFLINE_FAILS}; targets: ratio <= 1.1, "
                  "per file <= 1.3, latency avg <= 2.0 s, max <= 5 s, RTF <= 0.2, 0 hallucinated)")
+    spread = {g: sp for g in summary if (sp := offline_spread(rows, g))}
+    if spread:
+        lines += ["", *spread_lines(spread, summary)]
     print("\n".join(lines))
     out = {"benchmark": "audio", "asr": args.asr, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": load,
                        "loadavg_end": os.getloadavg()},
            "timer": args.timer, "threads": args.threads, "block_s": blocks,
            "settings": {k: SETTINGS[k] for k in args.settings},
-           "summary": summary, "rows": rows}
+           "summary": summary, "offline_spread": spread, "rows": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}", file=sys.stderr)
