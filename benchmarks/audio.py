@@ -205,8 +205,9 @@ def offline_spread(rows: list[dict], group: str) -> dict | None:
 
 
 def spread_lines(spread: dict, summary: dict) -> list[str]:
-    lines = ["| group | offline WER at 0 / " + " / ".join(list(next(iter(spread.values()))["wer_by_shift_ms"])[1:])
-             + " ms lead silence | min - max | stream WER (setting) / offline mean |", "|---|---|---|---|"]
+    shifts = " / ".join(next(iter(spread.values()))["wer_by_shift_ms"])
+    lines = [f"| group | offline WER at {shifts} ms lead silence | min - max | stream WER (setting) / offline mean |",
+             "|---|---|---|---|"]
     for group, sp in spread.items():
         ratios = ", ".join(f"{s['stream_wer'] / sp['mean']:.2f} ({name})" for name, s in summary[group].items()
                            if s.get("stream_wer") is not None)
