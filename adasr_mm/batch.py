@@ -34,6 +34,7 @@ import torch
 from .chunks import TimedChunk
 from .errors import InputError
 from .events import AnswerEvent, ChunkEvent, DeepEvent, Event, SkipEvent, ThoughtEvent
+from .models import forward_cached
 from .policy import Generation, PolicyState, StreamingPolicy, TokenGuide
 from .protocol import extract_answer
 from .session import SessionConfig, SessionResult, session_result
@@ -356,23 +357,22 @@ class BatchEngine:
             cache, mask = self.cache, torch.cat([self.mask, new_mask], 1)
         try:
             with self.policy.forward_lock:
-                out = self.policy.model(input_ids=x, attention_mask=mask,
-                                        position_ids=torch.tensor(pos, dtype=torch.long, device=dev),
-                                        past_key_values=cache, use_cache=True, logits_to_keep=1)
+                out, out_cache = forward_cached(self.policy.model, x, cache, attention_mask=mask,
+                                                position_ids=torch.tensor(pos, dtype=torch.long, device=dev))
         except BaseException:
             if not sub_batch:  # the model appends to the shared cache layer by layer: undo a partial call
                 for layer in _layers(self.cache):
                     layer.keys, layer.values = layer.keys[:, :, :before], layer.values[:, :, :before]
             raise
         if sub_batch:
-            for layer, part in zip(_layers(self.cache), _layers(out.past_key_values), strict=True):
+            for layer, part in zip(_layers(self.cache), _layers(out_cache), strict=True):
                 layer.keys = _append_rows(layer.keys, part.keys[:, :, -width:], idx)
                 layer.values = _append_rows(layer.values, part.values[:, :, -width:], idx)
             full = self.mask.new_zeros(len(self.rows), width)
             full[idx] = new_mask
             self.mask = torch.cat([self.mask, full], 1)
         else:
-            self.cache, self.mask = out.past_key_values, mask
+            self.cache, self.mask = out_cache, mask
         logits = out.logits[:, -1].float()
         s = self.stats
         s.forward_calls += 1

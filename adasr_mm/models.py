@@ -7,6 +7,8 @@ cache (``$ADASR_MM_CACHE`` or ``~/.cache/adasr-mm``) that later loads in well un
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.util
 import json
 import logging
@@ -191,3 +193,21 @@ def _attach_adapter(model: Any, adapter: str, trainable: bool, what: str) -> Any
     # PEFT froze the base for the adapter; merged, it is plain weights again, and a full-weight stage may train
     # them (inference runs under inference_mode, where this costs nothing)
     return merged.requires_grad_(True)
+
+
+@functools.cache
+def _cache_name() -> str:
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    names = {f.name for f in dataclasses.fields(CausalLMOutputWithPast)}
+    return "cache" if "cache" in names else "past_key_values"
+
+
+def forward_cached(model: Any, input_ids: Any, cache: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """One forward of ``input_ids`` on a KV ``cache``, last position's logits only: ``(output, cache)``.
+
+    transformers 5.x renamed the forward's and the output's ``past_key_values`` to ``cache`` (the old name warns on
+    every run and goes in 5.40); the name is read off the installed version, so older 5.x works too."""
+    name = _cache_name()
+    out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{name: cache}, **kwargs)
+    return out, getattr(out, name)

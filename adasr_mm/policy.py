@@ -17,7 +17,7 @@ from typing import Protocol as _Protocol
 
 import torch
 
-from .models import load_causal_lm
+from .models import forward_cached, load_causal_lm
 from .protocol import Protocol, ProtocolConfig, ProtocolTokenIds, add_protocol_tokens
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,7 @@ class StreamingPolicy:
         masks = st.env_mask[-st.pending :]
         x = torch.tensor([new], dtype=torch.long, device=self.device)
         with self.forward_lock:
-            out = self.model(input_ids=x, past_key_values=st.cache, use_cache=True, logits_to_keep=1)
-        st.cache = out.past_key_values
+            out, st.cache = forward_cached(self.model, x, st.cache)
         st.next_logits = out.logits[0, -1].float()
         st.forward_calls += 1
         n_env = sum(1 for m in masks if m == 0)
@@ -259,8 +258,7 @@ class StreamingPolicy:
         x = torch.tensor([kept[: len(kept) - st.pending]], dtype=torch.long, device=self.device)
         if x.shape[1]:
             with torch.inference_mode(), self.forward_lock:
-                out = self.model(input_ids=x, past_key_values=st.cache, use_cache=True, logits_to_keep=1)
-            st.cache = out.past_key_values
+                out, st.cache = forward_cached(self.model, x, st.cache)
             st.next_logits = out.logits[0, -1].float()
             st.forward_calls += 1
         st.reprefill_tokens += x.shape[1]

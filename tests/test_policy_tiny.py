@@ -173,3 +173,25 @@ def test_bad_session_inputs(make_tiny_policy):
     s.finish()
     with pytest.raises(RuntimeError, match="finished"):
         s.push(TimedChunk(0, 1, "x"))
+
+
+def test_cached_forward_extends_the_cache_without_deprecated_names(make_tiny_policy):
+    """Two cached forwards give the full forward's last logits, with the installed transformers' cache argument
+    (``past_key_values`` warns in transformers 5.2x and goes in 5.40)."""
+    import warnings
+
+    import torch
+    from transformers import DynamicCache
+
+    from adasr_mm.models import forward_cached
+
+    model = make_tiny_policy().model
+    ids = torch.tensor([[11, 12, 13, 14, 15, 16]])
+    with warnings.catch_warnings(record=True) as caught, torch.inference_mode():
+        warnings.simplefilter("always")
+        _, cache = forward_cached(model, ids[:, :4], DynamicCache())
+        out, cache = forward_cached(model, ids[:, 4:], cache)
+        full = model(input_ids=ids).logits[0, -1]
+    assert cache.get_seq_length() == 6
+    assert torch.allclose(out.logits[0, -1], full, atol=1e-5)
+    assert not [str(w.message) for w in caught if "past_key_values" in str(w.message)]

@@ -68,6 +68,7 @@ import torch
 
 from adasr_mm.advantages import DEEP, STREAM
 from adasr_mm.errors import ConfigError
+from adasr_mm.models import forward_cached
 
 from .rewards import RewardConfig
 from .sample import Sample
@@ -225,8 +226,7 @@ class TeacherGuide:
         if self.cache is None:
             self.cache = DynamicCache()
         x = torch.tensor([st.ids[self.seen :]], dtype=torch.long, device=self.device)
-        out = self.teacher(input_ids=x, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
+        out, self.cache = forward_cached(self.teacher, x, self.cache)
         self.seen = len(st.ids)
         logits = out.logits[0, -1].float()
         n = min(logits.shape[0], forbidden.shape[0])
