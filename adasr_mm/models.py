@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,9 @@ def _attach_adapter(model: Any, adapter: str, trainable: bool, what: str) -> Any
     try:
         from peft import PeftModel
 
-        peft_model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        with warnings.catch_warnings():  # PEFT 0.21 calls a transformers 5.x deprecated name; nothing to act on
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise ModelLoadError(f"cannot load {what} adapter {adapter!r} onto its base: {e}") from e
     if trainable:

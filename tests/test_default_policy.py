@@ -25,6 +25,19 @@ def test_shipped_adapter_is_small_and_the_default():
     assert resolve_policy_path("base") != str(d)
 
 
+def test_loading_the_default_policy_warns_nothing():
+    """Every ``adasr-mm run`` loads it: a library's deprecation notice there is noise the user cannot act on."""
+    import warnings
+
+    from adasr_mm.models import load_causal_lm
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_causal_lm(None)
+    assert not [f"{w.category.__name__}: {w.message}" for w in caught
+                if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+
+
 @pytest.mark.slow
 def test_shipped_adapter_keeps_its_recorded_held_out_accuracy():
     """Re-run the first held-out streams of ``eval.json`` (same data, caps and greedy decoding): accuracy and
