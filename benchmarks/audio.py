@@ -159,6 +159,11 @@ def peer_row(r: dict, reference: str, dur: float) -> dict:
             "latency_sum": r["commit_latency_avg_s"] * r["words"], "latency_n": r["words"]}
 
 
+def in_ratios(row: dict) -> bool:
+    """Does a file count in the WER ratios (and the offline spread)? It has a reference offline Whisper can read."""
+    return bool(row["reference"]) and row["offline_wer"] <= OFFLINE_FAILS
+
+
 def summarize(rows: list[dict], group: str, setting: str) -> dict | None:
     """Pooled figures of one group for one setting (None if the setting has no rows there)."""
     from adasr_mm.adapters.asr import pooled_wer, wer
@@ -174,7 +179,7 @@ def summarize(rows: list[dict], group: str, setting: str) -> dict | None:
            "commit_latency_max_s": max(r[setting]["commit_latency_max_s"] for r in sel),
            "chunks": sum(r[setting]["chunks"] for r in sel),
            "hallucinated_chunks": sum(r[setting]["hallucinated"] or 0 for r in sel)}
-    ok = [r for r in sel if r["reference"] and r["offline_wer"] <= OFFLINE_FAILS]
+    ok = [r for r in sel if in_ratios(r)]
     if ok:
         off = pooled_wer((r["reference"], r["offline_text"]) for r in ok)
         st = pooled_wer((r["reference"], r[setting]["text"]) for r in ok)
@@ -183,8 +188,7 @@ def summarize(rows: list[dict], group: str, setting: str) -> dict | None:
                     "max_file_ratio": max(per) if per else None,
                     "files_worse_than_perfect_offline": sum(1 for r in ok if r["offline_wer"] == 0
                                                             and r[setting]["wer"] > 0),
-                    "excluded_offline_fails": [r["file"] for r in sel if r["reference"]
-                                               and r["offline_wer"] > OFFLINE_FAILS]})
+                    "excluded_offline_fails": [r["file"] for r in sel if r["reference"] and not in_ratios(r)]})
     return out
 
 
@@ -192,8 +196,7 @@ def offline_spread(rows: list[dict], group: str) -> dict | None:
     """Pooled offline WER of a group's ratio files per leading-silence shift (ms), with 0 = the reference run."""
     from adasr_mm.adapters.asr import pooled_wer
 
-    ok = [r for r in rows if r["group"] == group and r["reference"] and r["offline_wer"] <= OFFLINE_FAILS
-          and "offline_shifted" in r]
+    ok = [r for r in rows if r["group"] == group and in_ratios(r) and "offline_shifted" in r]
     if not ok:
         return None
     shifts = {"0": [(r["reference"], r["offline_text"]) for r in ok]}
