@@ -39,6 +39,16 @@ def test_repetition_loops_are_dropped_but_real_repeats_kept():
     assert drop_repeats(words(sentence, t0=20), again) == again
 
 
+def test_a_loop_cut_short_by_the_token_cap_is_dropped_to_its_last_word():
+    # tiny.en on the kit's cheetah file, a decode stopped by the token cap mid-repeat
+    said = "times 10 equals 60, not 600,000. That gives us a 12% chance."
+    cut = words(said + " That gives us a 12% chance. That gives us a 12% chance. That gives us a 12")
+    assert " ".join(w.text.strip() for w in drop_repeats([], cut)) == said
+    # without a repeat before it, a sentence's start again is left to the next pass (a speaker may restart)
+    restart = words(said + " That gives us")
+    assert drop_repeats([], restart) == restart
+
+
 def test_wer_normalises_case_punctuation_and_numbers():
     assert wer("Tom has 5 apples.", "tom has five apples") == 0.0
     assert wer("He has 21 cats", "he has twenty-one cats") == 0.0

@@ -99,6 +99,16 @@ def test_no_invented_word_after_the_last_line():
     assert normalize_words(chunks[-1].text)[-2:] == ["it", "cold"], [c.text for c in chunks[-2:]]
 
 
+def test_a_loop_cut_by_the_token_cap_leaves_no_trace(tiny):
+    """tiny.en loops on the cheetah file ("That gives us a 12% chance." x 6) in one pass a second. Capped at
+    ``max_tokens_per_s``, the loop ends mid-repeat; the transcript is still the uncapped one, sentence once."""
+    audio = load_audio(KIT / "picovoice_cheetah_test_en_norm.wav")
+    texts = [words_text(stream(tiny, audio, ASRConfig(cadence="fixed", min_chunk_s=1.0, max_tokens_per_s=cap))[0]
+                        .asr.committed) for cap in (0.0, ASRConfig().max_tokens_per_s)]
+    assert texts[1] == texts[0], texts
+    assert " ".join(normalize_words(texts[1])).count("that gives us") == 1, texts
+
+
 @pytest.mark.parametrize("name", NONSPEECH)
 def test_non_speech_audio_yields_no_chunk(tiny, name):
     s, chunks = stream(tiny, load_audio(KIT / name))
