@@ -170,12 +170,6 @@ class ASRConfig:
                           "its new words has a probability below this (0 = never): the short encoder window "
                           "(min_window_s) costs accuracy on exactly those words"},
     )
-    flush_window_s: float = field(
-        default=20.0,
-        metadata={"help": "... the encoder window of that second decode (at least 5 s wider than the first's): "
-                          "20 s gave the same kit errors as 30 s (tiny.en 43 / 45 vs 44 / 44, base 41 / 45 vs "
-                          "41 / 44 at a pass every 1.0 / 1.5 s) at 0.85-0.9x the compute; 15 s was worse"},
-    )
     flush_hold_prob: float = field(
         default=0.9,
         metadata={"help": "at a pause, an utterance's last word with a probability below this is not committed "
@@ -238,8 +232,6 @@ class ASRConfig:
             raise ValueError(f"cadence must be 'adaptive' or 'fixed', got {self.cadence!r}")
         if self.min_speech_s < 0:
             raise ValueError(f"min_speech_s must be >= 0, got {self.min_speech_s}")
-        if not 1 <= self.flush_window_s <= 30:
-            raise ValueError(f"flush_window_s must be in [1, 30], got {self.flush_window_s}")
         if not 1 <= self.min_window_s <= 30:
             raise ValueError(f"min_window_s must be in [1, 30], got {self.min_window_s}")
         if self.cpu_threads < 0:
@@ -855,12 +847,6 @@ class StreamingASR:
         self.stats.words += len(kept)
         return kept
 
-    def _redo_window(self) -> float:
-        """Encoder window of an uncertain flush's second decode: ``flush_window_s``, and always wider than the
-        window of the decode it redoes."""
-        regular = window_for(len(self._buf) / SR, self.config.min_window_s)
-        return min(30.0, max(self.config.flush_window_s, regular + 5.0))
-
     def _pass(self, flush: bool, final: bool = False) -> list[Word]:
         self._since_pass = 0.0
         t0 = self._timer()
@@ -876,7 +862,7 @@ class StreamingASR:
                 # but a redo that comes back with fewer words is not a better reading: it stopped early
                 # ("distains the" over 2.6 s, where the first decode had "... the tillage of thy husbandry?")
                 self.stats.full_window_retries += 1
-                redo = self._new_words(self._transcribe(window=self._redo_window()))
+                redo = self._new_words(self._transcribe(window=30.0))
                 hyp = redo if len(redo) >= len(hyp) - 1 else hyp
             self._hyp = []
             new = hyp + self._decode_rest(hyp)
