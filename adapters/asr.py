@@ -464,8 +464,9 @@ def window_for(audio_s: float, min_window_s: float) -> float:
 
 
 def token_cap(audio_s: float, per_s: float) -> int | None:
-    """Most tokens a decode of ``audio_s`` seconds may generate (None = Whisper's own limit of 224)."""
-    return min(224, int(per_s * audio_s) + 20) if per_s else None
+    """Most tokens a decode of ``audio_s`` seconds may generate (None = Whisper's own limit). At most 200: with
+    faster-whisper's longest prompt (223 tokens + 4) the request stays inside Whisper's 448 positions."""
+    return min(200, int(per_s * audio_s) + 20) if per_s else None
 
 
 # -- repetition guard --------------------------------------------------------------------------------------------
