@@ -487,8 +487,7 @@ def drop_repeats(committed: list[Word], new: list[Word], max_n: int = 6, max_n_w
     looped: list[str] = []  # the n-gram dropped last, while no word has been kept since
     i = 0
     while i < len(new):
-        rest = norms[i:]
-        if looped and len(rest) < len(looped) and rest == looped[: len(rest)]:
+        if looped and len(new) - i < len(looped) and norms[i:] == looped[: len(new) - i]:
             break
         seq = hist + own
         dropped = False

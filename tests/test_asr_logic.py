@@ -39,7 +39,7 @@ def test_repetition_loops_are_dropped_but_real_repeats_kept():
     assert drop_repeats(words(sentence, t0=20), again) == again
 
 
-def test_a_loop_cut_short_by_the_token_cap_is_dropped_to_its_last_word():
+def test_a_loop_cut_short_by_the_token_cap_leaves_the_sentence_once():
     # tiny.en on the kit's cheetah file, a decode stopped by the token cap mid-repeat
     said = "times 10 equals 60, not 600,000. That gives us a 12% chance."
     cut = words(said + " That gives us a 12% chance. That gives us a 12% chance. That gives us a 12")
