@@ -484,12 +484,12 @@ def drop_repeats(committed: list[Word], new: list[Word], max_n: int = 6, max_n_w
     hist = [w.norm for w in committed[-2 * max_n :]]
     norms = [w.norm for w in new]  # once: the loop below compares n-grams at every word (Python cost per pass)
     own: list[str] = []
+    seq = list(hist)  # hist + own, kept up to date as words are kept
     looped: list[str] = []  # the n-gram dropped last, while no word has been kept since
     i = 0
     while i < len(new):
         if looped and len(new) - i < len(looped) and norms[i:] == looped[: len(new) - i]:
             break
-        seq = hist + own
         dropped = False
         for n in range(max(max_n, max_n_within), 1, -1):
             ref = seq if n <= max_n else own
@@ -506,6 +506,7 @@ def drop_repeats(committed: list[Word], new: list[Word], max_n: int = 6, max_n_w
             continue
         out.append(new[i])
         own.append(norms[i])
+        seq.append(norms[i])
         looped = []
         i += 1
     return out
