@@ -127,7 +127,7 @@ class ASRConfig:
     )
     prompt_chars: int = field(default=200, metadata={"help": "committed text passed as Whisper's prompt"})
     stable_s: float = field(
-        default=1.5,
+        default=1.0,
         metadata={"help": "also commit, from one pass, the words after the agreed prefix that end at least this "
                           "long before the audio received: with that much audio after them they rarely change, "
                           "and waiting a pass for agreement adds a whole pass interval to their latency; 0 = "
