@@ -165,7 +165,7 @@ class ASRConfig:
                           "non-speech the buffer already starts with counts toward it; 0 = off"},
     )
     flush_full_window_prob: float = field(
-        default=0.5,
+        default=0.3,
         metadata={"help": "decode an utterance's final pass again with Whisper's full 30 s window when one of "
                           "its new words has a probability below this (0 = never): the short encoder window "
                           "(min_window_s) costs accuracy on exactly those words"},
