@@ -25,6 +25,9 @@ its own venv).
 offline reference's own spread under a change no listener hears, i.e. how finely a WER ratio on this kit can be
 read (the targets stay against the unshifted offline run).
 
+``--quiet-db -30`` adds the groups ``kit -30 dB`` and ``kit-nonspeech -30 dB``: the same files replayed that much
+quieter (a quiet microphone), offline and streamed (and the peer, with ``--peer-venv``).
+
     python benchmarks/audio.py [--asr tiny.en] [--threads 1 2] [--peer-venv /work/wlk-venv] [--json ...]
 """
 
@@ -78,6 +81,23 @@ def files(kit: Path, samples: bool) -> list[tuple[str, str, Path, str]]:
                 for name, m in json.loads((SAMPLES / "samples.json").read_text()).items()]
         out += [("samples", f"wer/{name}", SAMPLES / "wer" / name, m["text"])
                 for name, m in json.loads((SAMPLES / "wer" / "samples.json").read_text()).items()]
+    return out
+
+
+def quieter(todo: list, dbs: list[float], tmp: Path) -> list[tuple[str, str, Path, str]]:
+    """The kit's exact and non-speech files at each gain in ``dbs``, as float WAVs in ``tmp`` (new groups)."""
+    import numpy as np
+    import soundfile as sf
+
+    from adasr_mm.adapters.audio_io import load_audio
+
+    out = []
+    for db in dbs:
+        for group, name, path, ref in todo:
+            if group in ("kit", "kit-nonspeech"):
+                wav = tmp / f"{db:g}dB_{name.replace('/', '_')}.wav"
+                sf.write(wav, load_audio(path) * np.float32(10 ** (db / 20)), 16000, subtype="FLOAT")
+                out.append((f"{group} {db:g} dB", f"{name} {db:g} dB", wav, ref))
     return out
 
 
@@ -249,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-venv", default="", help="a venv with whisperlivekit: add its rows")
     ap.add_argument("--offline-shifts", type=int, nargs="*", default=[], metavar="MS",
                     help="also transcribe offline after this much leading silence (ms): the reference's own spread")
+    ap.add_argument("--quiet-db", type=float, nargs="*", default=[], metavar="DB",
+                    help="also replay the kit's exact and non-speech files this much quieter (e.g. -30)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio.json"))
     args = ap.parse_args(argv)
 
@@ -269,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     timer = time.process_time if args.timer == "cpu" else time.perf_counter
     load = os.getloadavg()
     todo = files(Path(args.kit), not args.no_samples)
+    tmp_quiet = tempfile.TemporaryDirectory()
+    todo += quieter(todo, args.quiet_db, Path(tmp_quiet.name))
     models = {t: load_whisper(args.asr, "cpu", "auto", t) for t in args.threads}
     runs = [(f"{s} t{t}" + (f" b{b:g}" if len(blocks) > 1 else ""),
              dataclasses.replace(ASRConfig(model=args.asr, cpu_threads=t), **SETTINGS[s]), t, b)
@@ -284,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         off = words_text(transcribe_offline(models[args.threads[0]], audio, ASRConfig(model=args.asr)))
         row = {"group": group, "file": name, "duration_s": len(audio) / 16000, "reference": ref,
                "words": len(normalize_words(ref)), "offline_wer": wer(ref, off), "offline_text": off}
-        if args.offline_shifts and group != "samples":
+        if args.offline_shifts and group in ("kit", "kit-approx", "kit-nonspeech"):
             row["offline_shifted"] = {str(ms): words_text(transcribe_offline(
                 models[args.threads[0]], np.concatenate([np.zeros(ms * 16, np.float32), audio]),
                 ASRConfig(model=args.asr))) for ms in args.offline_shifts}
@@ -308,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                                                              "hallucinated": hallucinated(p["line_texts"],
                                                                                           row["reference"])}
     labels = [label for label, *_ in runs] + ([f"WhisperLiveKit t{args.threads[0]}"] if args.peer_venv else [])
-    groups = ("kit", "kit-approx", "kit-nonspeech", "samples")
+    groups = ("kit", "kit-approx", "kit-nonspeech", "samples",
+              *(f"{g} {db:g} dB" for db in args.quiet_db for g in ("kit", "kit-nonspeech")))
     summary = {g: {s: v for s in labels if (v := summarize(rows, g, s))} for g in groups}
     summary = {g: v for g, v in summary.items() if v}
     lines = table(summary)
@@ -327,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
            "timer": args.timer, "threads": args.threads, "block_s": blocks,
            "settings": {k: SETTINGS[k] for k in args.settings},
            "summary": summary, "offline_spread": spread, "rows": rows}
+    tmp_quiet.cleanup()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}", file=sys.stderr)
