@@ -84,19 +84,22 @@ def test_the_audio_handed_to_whisper_is_not_altered_by_the_vad():
         np.testing.assert_array_equal(asr._buf[off:end], a[s: s + end - off])
 
 
+def _streamed(model, cfg: ASRConfig, a: np.ndarray, block: int) -> list:  # noqa: ANN001
+    """The words committed for ``a`` pushed in blocks of ``block`` samples."""
+    asr = StreamingASR(model, cfg)
+    for i in range(0, len(a), block):
+        asr.push(a[i: i + block])
+    asr.finish()
+    return asr.committed
+
+
 @pytest.mark.skipif(not (KIT / "speech_recognition_english_123.wav").is_file(), reason="no dev kit")
 def test_short_words_survive_small_blocks_on_a_real_recording():
     # With the per-call VAD, 0.1 s blocks dropped "one" and "two" as fragments; 0.5 s blocks kept them.
     a = load_audio(KIT / "speech_recognition_english_123.wav", sr=SR)
     cfg = ASRConfig(cpu_threads=1, cadence="fixed")
     model = whisper_for(cfg)
-    texts = []
-    for block in (1600, 8000):
-        asr = StreamingASR(model, cfg)
-        for i in range(0, len(a), block):
-            asr.push(a[i: i + block])
-        asr.finish()
-        texts.append(" ".join(w.norm for w in asr.committed))
+    texts = [" ".join(w.norm for w in _streamed(model, cfg, a, block)) for block in (1600, 8000)]
     assert texts[0] == texts[1]
     assert len(texts[0].split()) == 3, texts
 
@@ -110,13 +113,6 @@ def test_a_quiet_real_recording_streams_the_same_words_as_at_full_level():
     a = load_audio(KIT / "librivox_sense_sensibility_0870.wav", sr=SR)
     cfg = ASRConfig(cpu_threads=1, cadence="fixed")
     model = whisper_for(cfg)
-    texts = []
-    for gain in (1.0, 10 ** (-30 / 20)):
-        asr = StreamingASR(model, cfg)
-        x = a * np.float32(gain)
-        for i in range(0, len(x), 1600):
-            asr.push(x[i: i + 1600])
-        asr.finish()
-        texts.append(words_text(asr.committed))
+    texts = [words_text(_streamed(model, cfg, a * np.float32(gain), 1600)) for gain in (1.0, 10 ** (-30 / 20))]
     edits, n = _word_edits(texts[0], texts[1])
     assert n >= 20 and edits <= 1, texts
