@@ -392,7 +392,7 @@ class StreamingVAD:
     pins that against faster-whisper's own call.
 
     With the restarts, Silero needs a normal speech level: a kit reading at -30 dB got 48 % of its windows over
-    0.5 (87 % at full level) and streamed at WER 0.27 against 0.05, though offline Whisper still read it at 0.05.
+    0.5 (82 % at full level) and streamed at WER 0.27 against 0.05, though offline Whisper still read it at 0.05.
     So with ``max_gain_db`` each window is raised to ``LEVEL`` (the loudest window peak of the last ``LEVEL_S``
     of stream time, the window itself included), by at most that gain, never lowered: a file or microphone at
     normal level is left as it is."""
@@ -406,7 +406,7 @@ class StreamingVAD:
         self.model = model or _vad_model()
         self.reset_windows = reset_windows
         self.max_gain = 10 ** (max_gain_db / 20)
-        self._hold = max(1, round(self.LEVEL_S * 16000 / self.WINDOW))
+        self._hold = max(1, round(self.LEVEL_S * SR / self.WINDOW))
         self._peaks = np.zeros(self._hold - 1, np.float32)  # the previous windows' peaks (silence before the stream)
         self._n = 0  # windows seen
         self._reset()
