@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,6 +14,21 @@ from .events import Event
 from .policy import Runner, StreamingPolicy
 from .replay import replay
 from .session import Session, SessionResult
+
+
+def open_media(path: str | os.PathLike[str], config: AdasrConfig, modality: str | None = None
+               ) -> Iterable[TimedChunk]:
+    """Open a media file as a chunk source with the adapter registry (``modality``: ``config.run.modality``;
+    ``auto`` picks by extension and looks inside containers), as ``adasr-mm run`` does.
+
+    Splits the cores between Whisper and torch first (``pipeline.configure_threads``) so an audio source does not
+    oversubscribe them. Bad input raises :class:`~adasr_mm.errors.InputError` here, before any media model loads.
+    """
+    from .adapters import open_input
+    from .pipeline import configure_threads
+
+    configure_threads(config)
+    return open_input(os.fspath(path), modality or config.run.modality, config)
 
 
 class StreamingAgent:
@@ -48,9 +64,17 @@ class StreamingAgent:
             scfg = dataclasses.replace(scfg, mode=mode)
         return Session(self.policy, question, scfg, clock or self.config.run.clock, emit_deltas, seed, batcher)
 
-    def run(self, question: str, chunks: Iterable[TimedChunk], *, mode: str | None = None,
-            clock: str | Clock | None = None, on_event: Callable[[Event], None] | None = None,
-            duration: float | None = None) -> SessionResult:
-        """Replay ``chunks`` through a fresh session (default clock: the config's, ``simulated``)."""
-        return replay(self.session(question, mode=mode, clock=clock, emit_deltas=on_event is not None), chunks,
+    def open(self, path: str | os.PathLike[str], modality: str | None = None) -> Iterable[TimedChunk]:
+        """:func:`open_media` with this agent's config."""
+        return open_media(path, self.config, modality)
+
+    def run(self, question: str, media: Iterable[TimedChunk] | str | os.PathLike[str], *,
+            mode: str | None = None, clock: str | Clock | None = None,
+            on_event: Callable[[Event], None] | None = None, duration: float | None = None,
+            modality: str | None = None) -> SessionResult:
+        """Stream ``media`` (chunks, or a media file path opened with :meth:`open`) through a fresh session on
+        the real-time pipeline (default clock: the config's, ``simulated``)."""
+        if isinstance(media, (str, os.PathLike)):
+            media = self.open(media, modality)
+        return replay(self.session(question, mode=mode, clock=clock, emit_deltas=on_event is not None), media,
                       duration, on_event, self.config.pipeline)

@@ -17,14 +17,12 @@ def run_media(path: str, question: str, cfg: AdasrConfig, output: str | None = N
     JSONL file ``output``. The input is validated before any model loads. If the input fails mid-stream, the
     session still ends on what was read (and the JSONL keeps it), then the error is raised.
     """
-    from .adapters import open_input
-    from .agent import StreamingAgent
-    from .pipeline import configure_threads, iter_pipeline
+    from .agent import StreamingAgent, open_media
+    from .pipeline import iter_pipeline
     from .sinks import JsonlSink, TracePrinter, format_summary
 
     out = out or sys.stdout
-    configure_threads(cfg)  # ASR and policy on separate cores: first, so the source's ASR gets its share
-    source = open_input(path, cfg.run.modality, cfg)  # validates the input before loading any model
+    source = open_media(path, cfg)  # validates the input (and splits the cores) before loading any model
     agent = StreamingAgent.from_pretrained(config=cfg)
     printer = TracePrinter(out)
     if not quiet:

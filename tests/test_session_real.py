@@ -86,3 +86,20 @@ def test_realtime_clock_waits_for_media_time(real_agent):
     ev = [e for e in res.events if isinstance(e, ChunkEvent)]
     # available when the producer delivered it at its media time (a sleep overshoots by a few ms)
     assert ev[1].t_available == pytest.approx(1.2, abs=0.05) and ev[1].t_start >= 1.2
+
+
+def test_agent_runs_a_media_file_by_path(real_agent):
+    """``agent.run(question, path)`` opens the file with the adapter registry (as ``adasr-mm run`` does): the
+    bundled spoken sample goes through the real Whisper and the real policy."""
+    from pathlib import Path
+
+    from adasr_mm.errors import InputError
+
+    audio = Path(__file__).resolve().parents[1] / "samples" / "audio" / "apples.opus"
+    res = real_agent.run(QUESTION, audio)
+    chunks = [e.chunk for e in res.events if isinstance(e, ChunkEvent)]
+    assert len(chunks) >= 2 and all(c.modality == "audio" for c in chunks)
+    assert "apples" in " ".join(c.text for c in chunks).lower()
+    assert res.summary.extra["asr_rtf"] > 0 and res.answer
+    with pytest.raises(InputError, match="does not exist"):
+        real_agent.run(QUESTION, str(audio) + ".missing")
