@@ -359,3 +359,26 @@ def load_audio(path: str | Path, sr: int = TARGET_SR, max_seconds: float | None 
 
 __all__ = ["TARGET_SR", "AudioInfo", "Resampler", "iter_audio_blocks", "load_audio", "probe_audio",
            "to_mono_float32"]
+
+
+def _g711_table(law: str) -> np.ndarray:
+    """The 256 G.711 code words decoded to PCM16 (ITU-T G.711: μ-law for ``"mu"``, A-law for ``"a"``)."""
+    code = np.arange(256)
+    if law == "mu":
+        u = ~code & 0xFF
+        mag = ((((u & 0x0F) << 3) + 0x84) << ((u >> 4) & 7)) - 0x84
+        return np.where(u & 0x80, -mag, mag).astype(np.int16)
+    a = code ^ 0x55
+    exp, man = (a >> 4) & 7, a & 0x0F
+    mag = np.where(exp == 0, (man << 4) + 8, ((man << 4) + 0x108) << np.maximum(exp - 1, 0))
+    return np.where(a & 0x80, mag, -mag).astype(np.int16)
+
+
+G711_TABLES = {"mu": _g711_table("mu"), "a": _g711_table("a")}
+
+
+def decode_g711(data: bytes, law: str) -> np.ndarray:
+    """G.711 bytes (telephony's 8 kHz μ-law or A-law, one byte per sample) as PCM16 samples."""
+    if law not in G711_TABLES:
+        raise ValueError(f"unknown G.711 law {law!r}; use 'mu' or 'a'")
+    return G711_TABLES[law][np.frombuffer(data, dtype=np.uint8)]

@@ -1,7 +1,7 @@
 """One OpenAI-Realtime-compatible session: client events in, adasr-mm's pipeline, server events out.
 
 The wire shapes follow the GA OpenAI Realtime API for what adasr-mm does (``docs/realtime-api.md`` has the
-mapping): the question is the session's ``instructions``; audio arrives as base64 PCM16 through
+mapping): the question is the session's ``instructions``; audio arrives as base64 PCM16 (or 8 kHz G.711) through
 ``input_audio_buffer.append``; text chunks and video frames through ``conversation.item.create``;
 ``response.create`` ends the stream and asks for the answer. adasr-mm's own events (chunk read, thought, skip,
 deep reasoning) use types under ``adasr.`` that standard clients ignore.
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from adasr_mm.adapters.audio_io import decode_g711
 from adasr_mm.clock import LiveClock
 from adasr_mm.errors import AdasrError, ConfigError, InputError
 from adasr_mm.events import (
@@ -41,7 +42,9 @@ from adasr_mm.events import (
 
 log = logging.getLogger(__name__)
 
-RATES = (16000, 24000)  # accepted audio/pcm rates
+#: accepted input formats -> their sample rates (the first is the default): PCM16, and telephony's 8 kHz G.711
+FORMATS = {"audio/pcm": (24000, 16000), "audio/pcmu": (8000,), "audio/pcma": (8000,)}
+_G711 = {"audio/pcmu": "mu", "audio/pcma": "a"}
 #: adasr-mm settings a client may change per session (``session.adasr``): section.key -> type
 CLIENT_SETTINGS = {"max_thought_tokens": ("policy", int), "max_deep_tokens": ("policy", int),
                    "max_answer_tokens": ("policy", int), "answer_within_s": ("pipeline", float)}
@@ -49,6 +52,17 @@ CLIENT_SETTINGS = {"max_thought_tokens": ("policy", int), "max_deep_tokens": ("p
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def _member(obj: dict[str, Any], name: str, *path: str) -> Any:
+    """``obj[path[0]][path[1]]...`` (None when a key is absent); a non-object on the way is the client's error."""
+    for key in path:
+        if not isinstance(obj, dict):
+            raise ClientError("invalid_value", f"{name} must be an object, got {type(obj).__name__}")
+        obj, name = obj.get(key), f"{name}.{key}"
+        if obj is None:
+            return None
+    return obj
 
 
 class ClientError(Exception):
@@ -71,7 +85,7 @@ class RealtimeSession:
         self.max_session_s = max_session_s
         self.id = new_id("sess")
         self.instructions = ""
-        self.rate = 24000
+        self.format, self.rate = "audio/pcm", 24000
         self.overrides: dict[str, Any] = {}
         self.source: Any = None
         self.worker: threading.Thread | None = None
@@ -86,9 +100,12 @@ class RealtimeSession:
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "object": "realtime.session", "type": "realtime", "model": self.agent.policy.name,
                 "instructions": self.instructions, "output_modalities": ["text"],
-                "audio": {"input": {"format": {"type": "audio/pcm", "rate": self.rate},
+                "audio": {"input": {"format": self._format(),
                                     "transcription": {"model": self.settings.asr.model}, "turn_detection": None}},
                 "adasr": dict(self.overrides)}
+
+    def _format(self) -> dict[str, Any]:
+        return {"type": self.format, "rate": self.rate} if self.format == "audio/pcm" else {"type": self.format}
 
     def start(self) -> None:
         self.emit({"type": "session.created", "session": self.describe()})
@@ -117,6 +134,10 @@ class RealtimeSession:
             self.error(e.code, e.message, event_id, e.kind)
         except AdasrError as e:
             self.error("invalid_input", str(e), event_id)
+        except Exception as e:  # noqa: BLE001 - a message no check foresaw must not end the connection
+            log.exception("realtime session %s: client event failed", self.id)
+            self.error("server_error", f"could not handle the event ({type(e).__name__}: {e})", event_id,
+                       "server_error")
 
     def error(self, code: str, message: str, event_id: str | None = None, kind: str = "invalid_request_error"
               ) -> None:
@@ -130,16 +151,9 @@ class RealtimeSession:
             raise ClientError("invalid_value", "session.update needs a 'session' object")
         if self.source is not None:
             raise ClientError("session_started", "the stream has started: settings can no longer change")
-        fmt = ((s.get("audio") or {}).get("input") or {}).get("format") or {}
-        if fmt:
-            if fmt.get("type", "audio/pcm") != "audio/pcm":
-                raise ClientError("invalid_audio_format", f"audio format {fmt.get('type')!r} is not supported; "
-                                  "use {'type': 'audio/pcm', 'rate': 24000 or 16000}")
-            rate = fmt.get("rate", self.rate)
-            if rate not in RATES:
-                raise ClientError("invalid_sample_rate", f"audio/pcm rate {rate!r} is not supported; use one of "
-                                  f"{', '.join(map(str, RATES))}")
-            self.rate = int(rate)
+        fmt = _member(s, "session", "audio", "input", "format")
+        if fmt is not None:
+            self._set_format(fmt)
         if "instructions" in s:
             if not isinstance(s["instructions"], str):
                 raise ClientError("invalid_value", "instructions must be a string (the question)")
@@ -160,6 +174,20 @@ class RealtimeSession:
             self.overrides[k] = val
         self.emit({"type": "session.updated", "event_id": new_id("event"), "session": self.describe()})
 
+    def _set_format(self, fmt: Any) -> None:
+        if not isinstance(fmt, dict):
+            raise ClientError("invalid_value", "session.audio.input.format must be an object")
+        kind = fmt.get("type", "audio/pcm")
+        if kind not in FORMATS:
+            raise ClientError("invalid_audio_format", f"audio format {kind!r} is not supported; use "
+                              "{'type': 'audio/pcm', 'rate': 24000 or 16000}, {'type': 'audio/pcmu'} or "
+                              "{'type': 'audio/pcma'}")
+        rate = fmt.get("rate", FORMATS[kind][0])
+        if rate not in FORMATS[kind]:
+            raise ClientError("invalid_sample_rate", f"{kind} rate {rate!r} is not supported; use "
+                              f"{' or '.join(map(str, FORMATS[kind]))}")
+        self.format, self.rate = kind, int(rate)
+
     def _need_stream(self) -> Any:
         if self.response_id is not None:
             raise ClientError("stream_ended", "the stream has ended (response.create was sent); open a new session")
@@ -173,15 +201,20 @@ class RealtimeSession:
     def _append(self, ev: dict[str, Any]) -> None:
         audio = ev.get("audio")
         if not isinstance(audio, str):
-            raise ClientError("invalid_value", "input_audio_buffer.append needs 'audio' (base64 PCM16)")
+            raise ClientError("invalid_value", "input_audio_buffer.append needs 'audio' (base64, in the session's "
+                              "audio format)")
         try:
             pcm = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise ClientError("invalid_audio", "'audio' is not valid base64") from None
-        if len(pcm) % 2:
-            raise ClientError("invalid_audio", f"'audio' is not PCM16: {len(pcm)} bytes is an odd count")
-        src = self._need_stream()
-        samples = np.frombuffer(pcm, dtype="<i2")
+        if self.format in _G711:
+            src = self._need_stream()
+            samples = decode_g711(pcm, _G711[self.format])
+        else:
+            if len(pcm) % 2:
+                raise ClientError("invalid_audio", f"'audio' is not PCM16: {len(pcm)} bytes is an odd count")
+            src = self._need_stream()
+            samples = np.frombuffer(pcm, dtype="<i2")
         if samples.size and not src.push_audio(self.rate, samples):
             raise ClientError("stream_ended", "the stream has ended; no more audio is accepted")
 

@@ -320,3 +320,16 @@ def test_resampler_pieces_equal_one_shot(in_sr):
     np.testing.assert_allclose(again, streamed, atol=1e-6)
     with pytest.raises(ValueError, match="1-D"):
         r.push(np.zeros((2, 10), np.float32))
+
+
+@pytest.mark.parametrize("law, subtype", [("mu", "ULAW"), ("a", "ALAW")])
+def test_g711_decodes_every_code_word_as_libsndfile_does(law, subtype):
+    """The Realtime server's telephone formats (audio/pcmu, audio/pcma): all 256 code words, against an
+    independent decoder."""
+    import io
+
+    from adasr_mm.adapters.audio_io import decode_g711
+
+    codes = bytes(range(256))
+    ref, _ = sf.read(io.BytesIO(codes), dtype="int16", format="RAW", subtype=subtype, samplerate=8000, channels=1)
+    np.testing.assert_array_equal(decode_g711(codes, law), ref)

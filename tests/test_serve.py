@@ -183,6 +183,13 @@ def test_bad_input_gets_error_events_and_the_connection_survives(server):
         assert ev["code"] == "session_not_configured"
         bad_rate = {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 44100}}}}
         assert _error_after(conn, lambda: conn.session.update(session=bad_rate))["code"] == "invalid_sample_rate"
+        ulaw_16k = {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcmu", "rate": 16000}}}}
+        assert _error_after(conn, lambda: conn.session.update(session=ulaw_16k))["code"] == "invalid_sample_rate"
+        opus = {"type": "realtime", "audio": {"input": {"format": {"type": "audio/opus"}}}}
+        assert _error_after(conn, lambda: conn.session.update(session=opus))["code"] == "invalid_audio_format"
+        for shape in ("loud", {"input": 3}, {"input": {"format": "pcm"}}):  # not objects where objects belong
+            ev = _error_after(conn, lambda s=shape: raw(json.dumps({"type": "session.update", "session": {"audio": s}})))
+            assert ev["code"] == "invalid_value" and "must be an object" in ev["message"]
         conn.session.update(session={"type": "realtime", "instructions": "What was said?"})
         _until(conn, {"session.updated"})
         ev = _error_after(conn, lambda: raw(json.dumps({"type": "input_audio_buffer.append", "audio": "%%%not-b64",
@@ -197,6 +204,38 @@ def test_bad_input_gets_error_events_and_the_connection_survives(server):
                    "content": [{"type": "input_text", "text": "The sky was blue all day."}]}})
         conn.send({"type": "response.create"})
         assert _until(conn, {"response.done"}, 300)[-1]["response"]["status"] == "completed"
+
+
+@pytest.mark.parametrize("kind, subtype", [("audio/pcmu", "ULAW"), ("audio/pcma", "ALAW")])
+def test_telephone_audio_in_g711_is_transcribed(server, kind, subtype):
+    """A phone line's 8 kHz G.711 (what telephony bridges send), encoded by libsndfile, not by this project."""
+    import io
+
+    import soundfile as sf
+
+    from adasr_mm.adapters.audio_io import load_audio
+
+    _, url = server
+    audio = load_audio(SPEECH, sr=8000) if SPEECH.exists() else load_audio(
+        ROOT / "samples" / "audio" / "apples.opus", sr=8000)[: 12 * 8000]
+    buf = io.BytesIO()
+    sf.write(buf, audio, 8000, format="RAW", subtype=subtype)
+    data = buf.getvalue()
+    assert len(data) == len(audio)  # one byte per sample: G.711, not PCM16
+    with _client(url).realtime.connect(model="adasr-mm") as conn:
+        _until(conn, {"session.created"})
+        conn.session.update(session={"type": "realtime", "instructions": "What is the speaker describing?",
+                                     "audio": {"input": {"format": {"type": kind}}}})
+        assert _until(conn, {"session.updated"})[-1]["session"]["audio"]["input"]["format"] == {"type": kind}
+        for i in range(0, len(data), 1600):  # 0.2 s per append, as fast as the socket takes them
+            conn.input_audio_buffer.append(audio=base64.b64encode(data[i: i + 1600]).decode())
+        conn.send({"type": "response.create"})
+        events = _until(conn, {"response.done"}, 300)
+    assert not [e for e in events if e["type"] == "error"]
+    transcript = " ".join(e["transcript"] for e in events
+                          if e["type"] == "conversation.item.input_audio_transcription.completed").lower()
+    expected = "reader excuse native country narrative" if SPEECH.exists() else "apples"
+    assert all(w in transcript for w in expected.split()), transcript
 
 
 def test_api_key_is_checked_at_connect_and_models_and_health_answer(server):
