@@ -359,6 +359,8 @@ def load_whisper(model: str = "tiny.en", device: str = "auto", compute_type: str
                     raise
                 return WhisperModel("base", **kw)
             return WhisperModel("base", files=files, **kw)
+        if model.startswith(("/", "./", "../", "~")) and not Path(model).expanduser().exists():
+            raise ModelLoadError(f"ASR model dir {model!r} does not exist")
         if Path(model).exists() and not (Path(model) / "model.bin").is_file():
             raise ModelLoadError(f"ASR model dir {model!r} has no model.bin (not a CTranslate2 Whisper model)")
         return WhisperModel(model, local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1", **kw)
@@ -366,7 +368,10 @@ def load_whisper(model: str = "tiny.en", device: str = "auto", compute_type: str
         raise
     except Exception as e:  # noqa: BLE001 - faster-whisper raises many kinds
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"cannot load ASR model {model!r}: {first}") from e
+        hint = "" if Path(model).exists() else (
+            " (bundled: tiny.en, base; any other name is fetched from the Hugging Face hub as a CTranslate2 "
+            "Whisper model, which failed here: pass a local converted model dir instead)")
+        raise ModelLoadError(f"cannot load ASR model {model!r}: {first}{hint}") from e
 
 
 @functools.lru_cache(maxsize=1)

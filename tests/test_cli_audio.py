@@ -63,7 +63,10 @@ def test_silence_only_audio_says_there_was_nothing_to_read(media):
 
 def test_unknown_asr_model_is_a_clear_error():
     r = cli("run", AUDIO / "pauses.flac", "-q", "Q?", "--asr", "/no/such/whisper")
-    assert_clean_error(r, "cannot load ASR model '/no/such/whisper'")
+    assert_clean_error(r, "ASR model dir '/no/such/whisper' does not exist")
+    r = cli("run", AUDIO / "pauses.flac", "-q", "Q?", "--asr", "no-such-whisper-size")  # offline: not fetched
+    assert_clean_error(r, "cannot load ASR model 'no-such-whisper-size'")
+    assert "bundled: tiny.en, base" in r.stderr
 
 
 @pytest.mark.slow
