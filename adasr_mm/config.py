@@ -226,6 +226,23 @@ def add_config_flags(parser: argparse.ArgumentParser, cfg: AdasrConfig, skip: se
                                help=f.metadata.get("help", "") + shown)
 
 
+def parse_args_with_overrides(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args`` that also takes ``section.key=value`` overrides after the flags.
+
+    argparse fills a ``nargs="*"`` positional only where it stands, so ``run IN -q Q asr.min_chunk_s=2`` was
+    rejected as an unrecognised argument; leftovers of that shape join ``args.overrides`` (when the command has
+    them), anything else is still an error.
+    """
+    args, extra = parser.parse_known_args(argv)
+    late = [a for a in extra if not a.startswith("-") and "=" in a and hasattr(args, "overrides")]
+    rest = [a for a in extra if a not in late]
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if late:
+        args.overrides = [*(args.overrides or []), *late]
+    return args
+
+
 def apply_config_flags(cfg: AdasrConfig, args: argparse.Namespace) -> AdasrConfig:
     updates: dict[str, dict[str, Any]] = {}
     for dest, value in vars(args).items():

@@ -91,12 +91,13 @@ def serve_command() -> tuple[str, Callable[[argparse.ArgumentParser], None], Cal
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m apps [flags]``: the same app as ``adasr-mm app`` without the ``adasr-mm`` command."""
+    from adasr_mm.config import parse_args_with_overrides
     from adasr_mm.errors import AdasrError
 
     p = argparse.ArgumentParser(prog="python -m apps", description="adasr-mm Gradio app")
     p.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
     add_app_args(p)
-    args = p.parse_args(argv)
+    args = parse_args_with_overrides(p, argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -59,6 +59,15 @@ def test_bad_input_is_one_clear_line_and_exit_2(bad_inputs, args, message):
     assert_clean_error(r, message)
 
 
+def test_overrides_also_follow_the_flags():
+    """``run IN -q Q section.key=value``: the override is read (here rejected for its value), not refused as an
+    unknown argument; a stray word or flag still is."""
+    assert_clean_error(cli("run", SAMPLE, "-q", "Q?", "asr.min_chunk_s=-1"), "min_chunk_s must be > 0, got -1.0")
+    for stray in ("extra", "--bogus"):
+        r = cli("run", SAMPLE, "-q", "Q?", stray)
+        assert r.returncode == 2 and f"unrecognized arguments: {stray}" in r.stderr
+
+
 def test_supported_types_are_named_for_unknown_files(bad_inputs):
     r = cli("run", bad_inputs / "song.xyz", "-q", "Q?")
     assert "supported: text (.txt, .text, .md)" in r.stderr
