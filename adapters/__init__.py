@@ -1,6 +1,7 @@
 """Adapters turn media into time-ordered :class:`~adasr_mm.chunks.TimedChunk` streams.
 
-Each adapter registers a name, the file extensions it opens and a factory; ``--modality auto`` picks by extension.
+Each adapter registers a name, the file extensions it opens and a factory; ``--modality auto`` picks by extension
+(containers, and files with no or an unknown extension, by what PyAV finds inside).
 """
 
 from __future__ import annotations
@@ -63,9 +64,17 @@ def open_input(path: str, modality: str, config: Any) -> ChunkSource:
     """Open ``path`` with the adapter named ``modality`` (``auto``: by file extension)."""
     if not Path(path).exists():
         raise InputError(f"input file '{path}' does not exist")
-    name = detect_modality(path) if modality == "auto" else modality
-    if modality == "auto" and Path(path).suffix.lower() in CONTAINER_EXTENSIONS:
-        name = _container_modality(path)
+    if Path(path).is_dir():
+        raise InputError(f"'{path}' is a directory, not a media file")
+    name = modality
+    if modality == "auto":
+        ext = Path(path).suffix.lower()
+        if ext in CONTAINER_EXTENSIONS:
+            name = _container_modality(path)
+        elif ext not in supported_extensions():  # no or an unknown extension: what is inside decides
+            name = _probed_modality(path) or detect_modality(path)
+        else:
+            name = detect_modality(path)
     if name not in ADAPTERS:
         raise InputError(f"unknown modality {modality!r}; available: auto, {', '.join(ADAPTERS)}")
     return ADAPTERS[name].open(path, config)
@@ -102,6 +111,20 @@ def _open_av(path: str, config: Any) -> ChunkSource:
     from .av import AVSource
 
     return AVSource(path, config.asr, config.audio, config.video)
+
+
+def _probed_modality(path: str) -> str | None:
+    """The modality of a file PyAV can demux whatever its name (a download saved without an extension), else
+    None."""
+    import av
+
+    try:
+        with av.open(path) as c:
+            if not (c.streams.audio or c.streams.video):
+                return None
+    except Exception:  # noqa: BLE001 - not media: the caller names the supported types
+        return None
+    return _container_modality(path)
 
 
 def _container_modality(path: str) -> str:

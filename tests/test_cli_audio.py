@@ -61,6 +61,22 @@ def test_silence_only_audio_says_there_was_nothing_to_read(media):
     assert_clean_error(r, "produced no chunks")
 
 
+def test_a_file_without_a_known_extension_is_opened_by_its_content(media, tmp_path):
+    """A download saved without an extension: PyAV's probe picks the adapter; non-media still gets the list of
+    supported types, a directory says so."""
+    from adasr_mm.adapters import open_input
+    from adasr_mm.adapters.audio import AudioSource
+    from adasr_mm.config import load_config
+
+    blob = tmp_path / "recording"
+    blob.write_bytes((AUDIO / "pauses.flac").read_bytes())
+    assert isinstance(open_input(str(blob), "auto", load_config(None)), AudioSource)
+    assert_clean_error(cli("run", media / "notes.mp3", "-q", "Q?"), "is not a readable audio or video file")
+    (tmp_path / "notes").write_text("Tom has 5 apples.\n")
+    assert_clean_error(cli("run", tmp_path / "notes", "-q", "Q?"), "cannot tell the modality of")
+    assert_clean_error(cli("run", tmp_path, "-q", "Q?"), "is a directory, not a media file")
+
+
 def test_unknown_asr_model_is_a_clear_error():
     r = cli("run", AUDIO / "pauses.flac", "-q", "Q?", "--asr", "/no/such/whisper")
     assert_clean_error(r, "ASR model dir '/no/such/whisper' does not exist")
