@@ -37,6 +37,8 @@ SR = 16000
 _VAD_WINDOW = 512  # Silero's window at 16 kHz (32 ms)
 
 BUNDLED_ASR = ("tiny.en", "base")
+MAX_HOTWORDS_CHARS = 300
+HOTWORDS_MIN_PROB = 0.3  # with hotwords, a segment's words need at least this mean probability
 
 # What Whisper says over non-speech (music, noise, breath, a click): trained on subtitles, it fills such audio with
 # their stock lines. Only dropped when the audio evidence is weak, so a speaker saying "thank you" is kept.
@@ -131,6 +133,11 @@ class ASRConfig:
                           "for the same WER); 30 = always the full window"},
     )
     prompt_chars: int = field(default=200, metadata={"help": "committed text passed as Whisper's prompt"})
+    hotwords: str = field(
+        default="",
+        metadata={"help": "names and terms the speech will contain (e.g. 'Abigail Claflin, PyTorch'), passed to "
+                          "every decode as Whisper's hotwords, before the committed-text prompt; empty = none"},
+    )
     stable_s: float = field(
         default=1.0,
         metadata={"help": "also commit, from one pass, the words after the agreed prefix that end at least this "
@@ -262,6 +269,9 @@ class ASRConfig:
             raise ValueError(f"hold_pause_s ({self.hold_pause_s}) must be >= pause_s ({self.pause_s})")
         if self.retry_uncovered_s < 0:
             raise ValueError(f"retry_uncovered_s must be >= 0, got {self.retry_uncovered_s}")
+        if len(self.hotwords) > MAX_HOTWORDS_CHARS:
+            raise ValueError(f"hotwords is {len(self.hotwords)} characters; at most {MAX_HOTWORDS_CHARS} (they share "
+                             "Whisper's 224-token prompt with the committed text)")
 
 
 @dataclass
@@ -691,6 +701,7 @@ class StreamingASR:
                 audio, language=cfg.language or None, beam_size=cfg.beam_size, word_timestamps=True,
                 vad_filter=False, condition_on_previous_text=False, temperature=0.0,
                 initial_prompt=(self._prompt() if prompted else None) if start == 0 else prompt,
+                hotwords=cfg.hotwords.strip() or None,
                 without_timestamps=False, max_new_tokens=cap,
             )
             segments = list(segments)  # the generator decodes lazily: run it inside the window
@@ -774,6 +785,8 @@ class StreamingASR:
         voiced = self._voiced_s(t0, t1, pad=0.1)
         if len(spoken) > 2 and len(spoken) > 6.0 * voiced + 2:
             return False  # faster than anyone speaks: the words were not in the audio
+        if cfg.hotwords and float(np.mean([w.probability for w in spoken])) < HOTWORDS_MIN_PROB:
+            return False  # hotwords make Whisper write text on music ("Good morning." at p 0.0 / 0.2)
         if not cfg.stock_phrase_filter or " ".join(w.norm for w in spoken) not in STOCK_PHRASES:
             return True
         weak = (seg.avg_logprob < -0.5 or seg.no_speech_prob > 0.2 or voiced < 0.6 * max(t1 - t0, 0.3)
@@ -1125,7 +1138,7 @@ def transcribe_offline(model: Any, audio: np.ndarray, config: ASRConfig | None =
     cfg = config or ASRConfig()
     segments, _ = model.transcribe(audio, language=cfg.language or None, beam_size=cfg.beam_size,
                                    word_timestamps=True, vad_filter=cfg.vad, condition_on_previous_text=True,
-                                   temperature=0.0)
+                                   temperature=0.0, hotwords=cfg.hotwords.strip() or None)
     return [Word(w.start, w.end, w.word, w.probability) for s in segments for w in (s.words or [])]
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from adasr_mm.adapters.asr import MAX_HOTWORDS_CHARS
 from adasr_mm.adapters.audio_io import decode_g711
 from adasr_mm.clock import LiveClock
 from adasr_mm.errors import AdasrError, ConfigError, InputError
@@ -87,6 +88,7 @@ class RealtimeSession:
         self.instructions = ""
         self.format, self.rate = "audio/pcm", 24000
         self.overrides: dict[str, Any] = {}
+        self.hotwords = settings.asr.hotwords  # audio.input.transcription.prompt: names and terms to expect
         self.source: Any = None
         self.worker: threading.Thread | None = None
         self.response_id: str | None = None
@@ -101,7 +103,8 @@ class RealtimeSession:
         return {"id": self.id, "object": "realtime.session", "type": "realtime", "model": self.agent.policy.name,
                 "instructions": self.instructions, "output_modalities": ["text"],
                 "audio": {"input": {"format": self._format(),
-                                    "transcription": {"model": self.settings.asr.model}, "turn_detection": None}},
+                                    "transcription": {"model": self.settings.asr.model, "prompt": self.hotwords},
+                                    "turn_detection": None}},
                 "adasr": dict(self.overrides)}
 
     def _format(self) -> dict[str, Any]:
@@ -154,6 +157,12 @@ class RealtimeSession:
         fmt = _member(s, "session", "audio", "input", "format")
         if fmt is not None:
             self._set_format(fmt)
+        prompt = _member(s, "session", "audio", "input", "transcription", "prompt")
+        if prompt is not None:
+            if not isinstance(prompt, str) or len(prompt) > MAX_HOTWORDS_CHARS:
+                raise ClientError("invalid_value", "audio.input.transcription.prompt must be a string of at most "
+                                  f"{MAX_HOTWORDS_CHARS} characters (names and terms the speech will contain)")
+            self.hotwords = prompt.strip()
         if "instructions" in s:
             if not isinstance(s["instructions"], str):
                 raise ClientError("invalid_value", "instructions must be a string (the question)")
@@ -289,7 +298,7 @@ class RealtimeSession:
 
     # -- the stream -----------------------------------------------------------------------------------------
     def _config(self) -> Any:
-        cfg = self.settings
+        cfg = dataclasses.replace(self.settings, asr=dataclasses.replace(self.settings.asr, hotwords=self.hotwords))
         by_section: dict[str, dict[str, Any]] = {}
         for k, v in self.overrides.items():
             by_section.setdefault(CLIENT_SETTINGS[k][0], {})[k] = v

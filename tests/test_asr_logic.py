@@ -82,6 +82,8 @@ def test_bad_asr_config_values():
         ASRConfig(min_chunk_s=5, buffer_max_s=6)
     with pytest.raises(ValueError, match="vad_threshold"):
         ASRConfig(vad_threshold=1.5)
+    with pytest.raises(ValueError, match="hotwords is 301 characters"):
+        ASRConfig(hotwords="x" * 301)
     with pytest.raises(ValueError, match="vad_max_gain_db"):
         ASRConfig(vad_max_gain_db=-6)
     with pytest.raises(ValueError, match="warmup_s"):

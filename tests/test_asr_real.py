@@ -115,6 +115,20 @@ def test_non_speech_audio_yields_no_chunk(tiny, name):
     assert chunks == [], [c.text for c in chunks]
 
 
+def test_hotwords_spell_the_names_and_write_nothing_on_music(tiny):
+    """A speaker's name the model misspells is written as given in ``hotwords``; the hint does not make Whisper
+    write text on music (without the mean-probability check it wrote "Good morning." here)."""
+    ami = load_audio(KIT / "ami_ES2011a_headset0_40-46s.wav")
+    plain = " ".join(normalize_words(words_text(stream(tiny, ami)[0].asr.committed)))
+    assert "claflin" not in plain  # precondition: tiny.en alone misspells it
+    hinted = ASRConfig(cadence="fixed", hotwords="Abigail Claflin, Abbie, PyTorch, Kubernetes")
+    text = " ".join(normalize_words(words_text(stream(tiny, ami, hinted)[0].asr.committed)))
+    assert "abigail claflin" in text and "abbie" in text, text
+    music = load_audio(KIT / "nonspeech" / "kevin_macleod_sugar_plum_fairy.ogg")
+    s, chunks = stream(tiny, music, hinted, block_s=0.1)
+    assert chunks == [], [c.text for c in chunks]
+
+
 @pytest.mark.parametrize("tail", ["speech fragment", "noise", "silence"])
 def test_a_short_tail_after_speech_produces_no_text(tiny, tail):
     """A 0.3 s tail after a finished sentence (a cut-off syllable, a burst of noise, or silence) adds nothing."""

@@ -187,6 +187,8 @@ def test_bad_input_gets_error_events_and_the_connection_survives(server):
         assert _error_after(conn, lambda: conn.session.update(session=ulaw_16k))["code"] == "invalid_sample_rate"
         opus = {"type": "realtime", "audio": {"input": {"format": {"type": "audio/opus"}}}}
         assert _error_after(conn, lambda: conn.session.update(session=opus))["code"] == "invalid_audio_format"
+        long_prompt = {"type": "realtime", "audio": {"input": {"transcription": {"prompt": "x" * 301}}}}
+        assert _error_after(conn, lambda: conn.session.update(session=long_prompt))["code"] == "invalid_value"
         for shape in ("loud", {"input": 3}, {"input": {"format": "pcm"}}):  # not objects where objects belong
             ev = _error_after(conn, lambda s=shape: raw(json.dumps({"type": "session.update", "session": {"audio": s}})))
             assert ev["code"] == "invalid_value" and "must be an object" in ev["message"]
@@ -225,8 +227,10 @@ def test_telephone_audio_in_g711_is_transcribed(server, kind, subtype):
     with _client(url).realtime.connect(model="adasr-mm") as conn:
         _until(conn, {"session.created"})
         conn.session.update(session={"type": "realtime", "instructions": "What is the speaker describing?",
-                                     "audio": {"input": {"format": {"type": kind}}}})
-        assert _until(conn, {"session.updated"})[-1]["session"]["audio"]["input"]["format"] == {"type": kind}
+                                     "audio": {"input": {"format": {"type": kind},
+                                                         "transcription": {"prompt": "antecedents"}}}})
+        updated = _until(conn, {"session.updated"})[-1]["session"]["audio"]["input"]
+        assert updated["format"] == {"type": kind} and updated["transcription"]["prompt"] == "antecedents"
         for i in range(0, len(data), 1600):  # 0.2 s per append, as fast as the socket takes them
             conn.input_audio_buffer.append(audio=base64.b64encode(data[i: i + 1600]).decode())
         conn.send({"type": "response.create"})
@@ -234,7 +238,8 @@ def test_telephone_audio_in_g711_is_transcribed(server, kind, subtype):
     assert not [e for e in events if e["type"] == "error"]
     transcript = " ".join(e["transcript"] for e in events
                           if e["type"] == "conversation.item.input_audio_transcription.completed").lower()
-    expected = "reader excuse native country narrative" if SPEECH.exists() else "apples"
+    # "antecedents" read as "antecedence" over the phone line without the transcription prompt (hotwords)
+    expected = "reader excuse antecedents native country narrative" if SPEECH.exists() else "apples"
     assert all(w in transcript for w in expected.split()), transcript
 
 
