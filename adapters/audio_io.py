@@ -357,8 +357,6 @@ def load_audio(path: str | Path, sr: int = TARGET_SR, max_seconds: float | None 
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
-__all__ = ["TARGET_SR", "AudioInfo", "Resampler", "iter_audio_blocks", "load_audio", "probe_audio",
-           "to_mono_float32"]
 
 
 def _g711_table(law: str) -> np.ndarray:
@@ -382,3 +380,7 @@ def decode_g711(data: bytes, law: str) -> np.ndarray:
     if law not in G711_TABLES:
         raise ValueError(f"unknown G.711 law {law!r}; use 'mu' or 'a'")
     return G711_TABLES[law][np.frombuffer(data, dtype=np.uint8)]
+
+
+__all__ = ["TARGET_SR", "AudioInfo", "Resampler", "decode_g711", "iter_audio_blocks", "load_audio", "probe_audio",
+           "to_mono_float32"]
