@@ -357,8 +357,6 @@ def load_audio(path: str | Path, sr: int = TARGET_SR, max_seconds: float | None 
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
-
-
 def _g711_table(law: str) -> np.ndarray:
     """The 256 G.711 code words decoded to PCM16 (ITU-T G.711: μ-law for ``"mu"``, A-law for ``"a"``)."""
     code = np.arange(256)
