@@ -48,7 +48,8 @@ def server():
     from apps.config import load_settings
     from apps.launch import launch
 
-    settings = load_settings(None, [*CAPS, f"app.max_upload_mb={MAX_UPLOAD_MB}", "app.port=0"])
+    settings = load_settings(None, [*CAPS, f"app.max_upload_mb={MAX_UPLOAD_MB}", "app.port=0",
+                                     "asr.cadence=fixed"])  # transcripts must not follow the machine's load
     demo, engine, url = launch(settings, block=False)
     yield engine, url.rstrip("/")
     demo.close()

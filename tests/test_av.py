@@ -24,7 +24,7 @@ def test_auto_modality_looks_inside_containers():
 
 @pytest.mark.slow
 def test_av_file_interleaves_speech_and_visual_chunks_in_start_order():
-    src = open_input(str(VIDEO / "shapes_speech.mp4"), "av", load_config())
+    src = open_input(str(VIDEO / "shapes_speech.mp4"), "av", load_config(None, ["asr.cadence=fixed"]))
     src.bind_clock(SimulatedClock())
     chunks = list(src)
     kinds = [c.modality for c in chunks]
