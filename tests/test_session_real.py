@@ -91,15 +91,19 @@ def test_realtime_clock_waits_for_media_time(real_agent):
 def test_agent_runs_a_media_file_by_path(real_agent):
     """``agent.run(question, path)`` opens the file with the adapter registry (as ``adasr-mm run`` does): the
     bundled spoken sample goes through the real Whisper and the real policy."""
+    import dataclasses
     from pathlib import Path
 
+    from adasr_mm.agent import StreamingAgent
     from adasr_mm.errors import InputError
 
+    cfg = dataclasses.replace(real_agent.config, asr=dataclasses.replace(real_agent.config.asr, cadence="fixed"))
+    agent = StreamingAgent(real_agent.policy, cfg)  # passes per second of audio: not the machine's load
     audio = Path(__file__).resolve().parents[1] / "samples" / "audio" / "apples.opus"
-    res = real_agent.run(QUESTION, audio)
+    res = agent.run(QUESTION, audio)
     chunks = [e.chunk for e in res.events if isinstance(e, ChunkEvent)]
     assert len(chunks) >= 2 and all(c.modality == "audio" for c in chunks)
     assert "apples" in " ".join(c.text for c in chunks).lower()
     assert res.summary.extra["asr_rtf"] > 0 and res.answer
     with pytest.raises(InputError, match="does not exist"):
-        real_agent.run(QUESTION, str(audio) + ".missing")
+        agent.run(QUESTION, str(audio) + ".missing")
