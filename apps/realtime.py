@@ -216,14 +216,11 @@ class RealtimeSession:
             pcm = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise ClientError("invalid_audio", "'audio' is not valid base64") from None
-        if self.format in _G711:
-            src = self._need_stream()
-            samples = decode_g711(pcm, _G711[self.format])
-        else:
-            if len(pcm) % 2:
-                raise ClientError("invalid_audio", f"'audio' is not PCM16: {len(pcm)} bytes is an odd count")
-            src = self._need_stream()
-            samples = np.frombuffer(pcm, dtype="<i2")
+        g711 = _G711.get(self.format)
+        if g711 is None and len(pcm) % 2:
+            raise ClientError("invalid_audio", f"'audio' is not PCM16: {len(pcm)} bytes is an odd count")
+        src = self._need_stream()
+        samples = decode_g711(pcm, g711) if g711 else np.frombuffer(pcm, dtype="<i2")
         if samples.size and not src.push_audio(self.rate, samples):
             raise ClientError("stream_ended", "the stream has ended; no more audio is accepted")
 
