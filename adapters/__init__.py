@@ -114,33 +114,27 @@ def _open_av(path: str, config: Any) -> ChunkSource:
 
 
 def _probed_modality(path: str) -> str | None:
-    """The modality of a file PyAV can demux whatever its name (a download saved without an extension), else
-    None."""
+    """av when the file has both tracks, else whichever it has; None when PyAV cannot read it or it holds neither
+    (so a download saved without an extension is opened by what is inside)."""
     import av
 
     try:
         with av.open(path) as c:
             if not (c.streams.audio or c.streams.video):
                 return None
-    except Exception:  # noqa: BLE001 - not media: the caller names the supported types
-        return None
-    return _container_modality(path)
-
-
-def _container_modality(path: str) -> str:
-    """av when the file has both tracks, else whichever it has (unreadable files fail later, specifically)."""
-    import av
-
-    try:
-        with av.open(path) as c:
             has_v = any(s.type == "video" and not (s.disposition & av.stream.Disposition.attached_pic)
                         for s in c.streams)
             has_a = bool(c.streams.audio)
-    except Exception:  # noqa: BLE001 - the video adapter will name the problem
-        return "video"
+    except Exception:  # noqa: BLE001 - not media: the caller decides what to say
+        return None
     if has_v and has_a:
         return "av"
     return "audio" if has_a and not has_v else "video"
+
+
+def _container_modality(path: str) -> str:
+    """:func:`_probed_modality` of a container; unreadable ones go to the video adapter, which names the problem."""
+    return _probed_modality(path) or "video"
 
 
 __all__ = ["ADAPTERS", "AdapterSpec", "ChunkSource", "detect_modality", "open_input", "register_adapter",

@@ -217,6 +217,7 @@ class ASRConfig:
     )
 
     def __post_init__(self) -> None:
+        self.hotwords = self.hotwords.strip()  # one normal form: Whisper's hint and the check on hinted segments
         for name in ("min_chunk_s", "buffer_max_s", "pause_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -379,7 +380,7 @@ def load_whisper(model: str = "tiny.en", device: str = "auto", compute_type: str
     except Exception as e:  # noqa: BLE001 - faster-whisper raises many kinds
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = "" if Path(model).exists() else (
-            " (bundled: tiny.en, base; any other name is fetched from the Hugging Face hub as a CTranslate2 "
+            f" (bundled: {', '.join(BUNDLED_ASR)}; any other name is fetched from the Hugging Face hub as a CTranslate2 "
             "Whisper model, which failed here: pass a local converted model dir instead)")
         raise ModelLoadError(f"cannot load ASR model {model!r}: {first}{hint}") from e
 
@@ -701,7 +702,7 @@ class StreamingASR:
                 audio, language=cfg.language or None, beam_size=cfg.beam_size, word_timestamps=True,
                 vad_filter=False, condition_on_previous_text=False, temperature=0.0,
                 initial_prompt=(self._prompt() if prompted else None) if start == 0 else prompt,
-                hotwords=cfg.hotwords.strip() or None,
+                hotwords=cfg.hotwords or None,
                 without_timestamps=False, max_new_tokens=cap,
             )
             segments = list(segments)  # the generator decodes lazily: run it inside the window
@@ -1138,7 +1139,7 @@ def transcribe_offline(model: Any, audio: np.ndarray, config: ASRConfig | None =
     cfg = config or ASRConfig()
     segments, _ = model.transcribe(audio, language=cfg.language or None, beam_size=cfg.beam_size,
                                    word_timestamps=True, vad_filter=cfg.vad, condition_on_previous_text=True,
-                                   temperature=0.0, hotwords=cfg.hotwords.strip() or None)
+                                   temperature=0.0, hotwords=cfg.hotwords or None)
     return [Word(w.start, w.end, w.word, w.probability) for s in segments for w in (s.words or [])]
 
 

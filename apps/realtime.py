@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from adasr_mm.adapters.asr import MAX_HOTWORDS_CHARS
 from adasr_mm.adapters.audio_io import decode_g711
 from adasr_mm.clock import LiveClock
 from adasr_mm.errors import AdasrError, ConfigError, InputError
@@ -159,10 +158,13 @@ class RealtimeSession:
             self._set_format(fmt)
         prompt = _member(s, "session", "audio", "input", "transcription", "prompt")
         if prompt is not None:
-            if not isinstance(prompt, str) or len(prompt) > MAX_HOTWORDS_CHARS:
-                raise ClientError("invalid_value", "audio.input.transcription.prompt must be a string of at most "
-                                  f"{MAX_HOTWORDS_CHARS} characters (names and terms the speech will contain)")
-            self.hotwords = prompt.strip()
+            if not isinstance(prompt, str):
+                raise ClientError("invalid_value", "audio.input.transcription.prompt must be a string (names and "
+                                  "terms the speech will contain)")
+            try:  # the ASR config's own check (length) and normal form
+                self.hotwords = dataclasses.replace(self.settings.asr, hotwords=prompt).hotwords
+            except ValueError as e:
+                raise ClientError("invalid_value", f"audio.input.transcription.prompt: {e}") from None
         if "instructions" in s:
             if not isinstance(s["instructions"], str):
                 raise ClientError("invalid_value", "instructions must be a string (the question)")
