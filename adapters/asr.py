@@ -294,7 +294,8 @@ class Word:
 
 
 def normalize_word(w: str) -> str:
-    return re.sub(r"[^\w']+", "", w.lower())
+    """Lower case, no punctuation; an apostrophe only inside a word ("bob's"), not as a quote mark ('this')."""
+    return re.sub(r"[^\w']+", "", w.lower()).strip("'")
 
 
 # -- model loading -----------------------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ def test_wer_normalises_case_punctuation_and_numbers():
     assert wer("He has 21 cats", "he has twenty-one cats") == 0.0
     assert wer("a b c d", "a x c") == pytest.approx(0.5)
     assert normalize_words("Forty two, Bob's!") == ["42", "bob's"]
+    # a quote mark is not part of the word (sonnet 2's reference: "'This fair child of mine ... my old excuse,'")
+    assert normalize_words("'This child shall sum my count and make my old excuse,'")[::10] == ["this", "excuse"]
     assert wer("", "") == 0.0 and wer("", "noise") == 1.0
     # pooled: all errors over all reference words (the long file weighs more than a mean of WERs would give it)
     assert pooled_wer([("a b c d e f", "a x c d e f"), ("g h", "")]) == pytest.approx(3 / 8)
