@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from adasr_mm.errors import ModelLoadError
+from adasr_mm.errors import ConfigError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,11 @@ class ASRConfig:
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda", "flag": "--asr-device"})
     compute_type: str = field(default="auto", metadata={"help": "auto (int8 on CPU, float16 on CUDA) or a CT2 type"})
     cpu_threads: int = field(default=0, metadata={"help": "CTranslate2 threads; 0 = all cores"})
-    language: str = field(default="en", metadata={"help": "spoken language code; empty = detect"})
+    language: str = field(
+        default="en",
+        metadata={"help": "spoken language code (en, de, fr, ...; not English needs a multilingual model such as "
+                          "base); empty = detect it from the stream's first committed words and keep it"},
+    )
     beam_size: int = field(default=1, metadata={"help": "Whisper beam size (1 = greedy, fastest)"})
     min_chunk_s: float = field(default=1.0, metadata={"help": "re-transcribe the buffer every this much new audio"})
     buffer_max_s: float = field(default=15.0, metadata={"help": "trim the buffer at a committed boundary past this"})
@@ -218,6 +222,7 @@ class ASRConfig:
 
     def __post_init__(self) -> None:
         self.hotwords = self.hotwords.strip()  # one normal form: Whisper's hint and the check on hinted segments
+        self.language = self.language.strip().lower()
         for name in ("min_chunk_s", "buffer_max_s", "pause_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -339,8 +344,28 @@ def asr_threads(cpu_threads: int) -> int:
 
 
 def whisper_for(config: ASRConfig) -> Any:
-    """The shared (cached) Whisper model an :class:`ASRConfig` names."""
-    return load_whisper(config.model, config.device, config.compute_type, config.cpu_threads)
+    """The shared (cached) Whisper model an :class:`ASRConfig` names (refused when it cannot decode the configured
+    language: the app and the server then stop at start-up, not at a user's first stream)."""
+    model = load_whisper(config.model, config.device, config.compute_type, config.cpu_threads)
+    check_language(model, config.language)
+    return model
+
+
+def check_language(model: Any, language: str) -> str | None:
+    """``language`` for ``model``'s decodes (None = detect), or a :class:`ConfigError` naming the fix.
+
+    faster-whisper raises mid-stream on an unknown code, and an English-only model (tiny.en) silently decodes any
+    speech as English whatever the code says: both are caught here, before the first pass."""
+    supported = getattr(model, "supported_languages", None)
+    if supported == ["en"] and language in ("", "en"):
+        return "en"  # nothing to detect
+    if language and supported is not None and language not in supported:
+        if supported == ["en"]:
+            raise ConfigError(f"asr.language={language!r}: this Whisper model is English-only; use a multilingual "
+                              "one (--asr base) for other languages")
+        raise ConfigError(f"asr.language={language!r} is not a Whisper language code (e.g. en, de, fr, es, zh; "
+                          "empty = detect)")
+    return language or None
 
 
 @functools.lru_cache(maxsize=4)
@@ -606,6 +631,10 @@ class StreamingASR:
         self._timer = timer or time.perf_counter
         self.config = config or ASRConfig()
         self._windowed = self.config.min_window_s < 30 and _install_window(model)
+        # None = detect: each decode detects until words are committed, then their language is kept (a speaker's
+        # language does not change mid-sentence, and per-pass detection costs an encoder run and can flip)
+        self.language = check_language(model, self.config.language)
+        self._decoded_language: str | None = None
         self.stats = ASRStats()
         self.committed: list[Word] = []
         self._buf = np.zeros(0, np.float32)
@@ -699,14 +728,15 @@ class StreamingASR:
         window = window or (window_for(len(audio) / SR, cfg.min_window_s) if self._windowed else 30.0)
         cap = token_cap(len(audio) / SR, cfg.max_tokens_per_s)
         with _encoder_window(window):
-            segments, _ = self.model.transcribe(
-                audio, language=cfg.language or None, beam_size=cfg.beam_size, word_timestamps=True,
+            segments, info = self.model.transcribe(
+                audio, language=self.language, beam_size=cfg.beam_size, word_timestamps=True,
                 vad_filter=False, condition_on_previous_text=False, temperature=0.0,
                 initial_prompt=(self._prompt() if prompted else None) if start == 0 else prompt,
                 hotwords=cfg.hotwords or None,
                 without_timestamps=False, max_new_tokens=cap,
             )
             segments = list(segments)  # the generator decodes lazily: run it inside the window
+        self._decoded_language = getattr(info, "language", None)
         b0 = (start - lead) / SR
 
         def at(x: float) -> float:  # decoded audio's time -> stream time (a word in the lead silence: its start)
@@ -895,6 +925,8 @@ class StreamingASR:
             w.end = prev_end = max(w.end, w.start)
         self.committed.extend(kept)
         self.stats.words += len(kept)
+        if kept and self.language is None:
+            self.language = self._decoded_language
         return kept
 
     def _pass(self, flush: bool, final: bool = False) -> list[Word]:
@@ -1138,7 +1170,7 @@ class StreamingASR:
 def transcribe_offline(model: Any, audio: np.ndarray, config: ASRConfig | None = None) -> list[Word]:
     """Whole-file transcription with the same model (the reference the streaming WER is measured against)."""
     cfg = config or ASRConfig()
-    segments, _ = model.transcribe(audio, language=cfg.language or None, beam_size=cfg.beam_size,
+    segments, _ = model.transcribe(audio, language=check_language(model, cfg.language), beam_size=cfg.beam_size,
                                    word_timestamps=True, vad_filter=cfg.vad, condition_on_previous_text=True,
                                    temperature=0.0, hotwords=cfg.hotwords or None)
     return [Word(w.start, w.end, w.word, w.probability) for s in segments for w in (s.words or [])]

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from adasr_mm.adapters.asr import check_language
 from adasr_mm.adapters.audio_io import decode_g711
 from adasr_mm.clock import LiveClock
 from adasr_mm.errors import AdasrError, ConfigError, InputError
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 FORMATS = {"audio/pcm": (24000, 16000), "audio/pcmu": (8000,), "audio/pcma": (8000,)}
 _G711 = {"audio/pcmu": "mu", "audio/pcma": "a"}
 #: adasr-mm settings a client may change per session (``session.adasr``): section.key -> type
+# audio.input.transcription fields -> the ASR config field each sets, and what it holds
+TRANSCRIPTION = {"prompt": ("hotwords", "names and terms the speech will contain"),
+                 "language": ("language", "the spoken language's code, e.g. en")}
 CLIENT_SETTINGS = {"max_thought_tokens": ("policy", int), "max_deep_tokens": ("policy", int),
                    "max_answer_tokens": ("policy", int), "answer_within_s": ("pipeline", float)}
 
@@ -87,7 +91,7 @@ class RealtimeSession:
         self.instructions = ""
         self.format, self.rate = "audio/pcm", 24000
         self.overrides: dict[str, Any] = {}
-        self.hotwords = settings.asr.hotwords  # audio.input.transcription.prompt: names and terms to expect
+        self.transcription = {key: getattr(settings.asr, key) for key, _ in TRANSCRIPTION.values()}
         self.source: Any = None
         self.worker: threading.Thread | None = None
         self.response_id: str | None = None
@@ -102,9 +106,22 @@ class RealtimeSession:
         return {"id": self.id, "object": "realtime.session", "type": "realtime", "model": self.agent.policy.name,
                 "instructions": self.instructions, "output_modalities": ["text"],
                 "audio": {"input": {"format": self._format(),
-                                    "transcription": {"model": self.settings.asr.model, "prompt": self.hotwords},
+                                    "transcription": {"model": self.settings.asr.model, **{
+                                        name: self.transcription[key] for name, (key, _) in TRANSCRIPTION.items()}},
                                     "turn_detection": None}},
                 "adasr": dict(self.overrides)}
+
+    def _set_transcription(self, name: str, value: Any) -> None:
+        key, what = TRANSCRIPTION[name]
+        if not isinstance(value, str):
+            raise ClientError("invalid_value", f"audio.input.transcription.{name} must be a string ({what})")
+        try:  # the ASR config's own checks and normal form; a language also against the server's Whisper
+            asr = dataclasses.replace(self.settings.asr, **{key: value})
+            if key == "language":
+                check_language(self.asr_model, asr.language)
+        except (ValueError, ConfigError) as e:
+            raise ClientError("invalid_value", f"audio.input.transcription.{name}: {e}") from None
+        self.transcription[key] = getattr(asr, key)
 
     def _format(self) -> dict[str, Any]:
         return {"type": self.format, "rate": self.rate} if self.format == "audio/pcm" else {"type": self.format}
@@ -156,15 +173,10 @@ class RealtimeSession:
         fmt = _member(s, "session", "audio", "input", "format")
         if fmt is not None:
             self._set_format(fmt)
-        prompt = _member(s, "session", "audio", "input", "transcription", "prompt")
-        if prompt is not None:
-            if not isinstance(prompt, str):
-                raise ClientError("invalid_value", "audio.input.transcription.prompt must be a string (names and "
-                                  "terms the speech will contain)")
-            try:  # the ASR config's own check (length) and normal form
-                self.hotwords = dataclasses.replace(self.settings.asr, hotwords=prompt).hotwords
-            except ValueError as e:
-                raise ClientError("invalid_value", f"audio.input.transcription.prompt: {e}") from None
+        for name in TRANSCRIPTION:
+            value = _member(s, "session", "audio", "input", "transcription", name)
+            if value is not None:
+                self._set_transcription(name, value)
         if "instructions" in s:
             if not isinstance(s["instructions"], str):
                 raise ClientError("invalid_value", "instructions must be a string (the question)")
@@ -297,7 +309,7 @@ class RealtimeSession:
 
     # -- the stream -----------------------------------------------------------------------------------------
     def _config(self) -> Any:
-        cfg = dataclasses.replace(self.settings, asr=dataclasses.replace(self.settings.asr, hotwords=self.hotwords))
+        cfg = dataclasses.replace(self.settings, asr=dataclasses.replace(self.settings.asr, **self.transcription))
         by_section: dict[str, dict[str, Any]] = {}
         for k, v in self.overrides.items():
             by_section.setdefault(CLIENT_SETTINGS[k][0], {})[k] = v

@@ -99,6 +99,35 @@ def test_no_invented_word_after_the_last_line():
     assert normalize_words(chunks[-1].text)[-2:] == ["it", "cold"], [c.text for c in chunks[-2:]]
 
 
+def test_a_detected_language_is_kept_once_words_are_committed():
+    """``language=""`` on a multilingual model: decodes detect the language until the first words are committed,
+    then that language is kept (no detection, and no flip, in later passes); the transcript is the one with the
+    language given."""
+    try:
+        base = load_whisper("base")
+    except ModelLoadError as e:
+        pytest.skip(str(e))
+    asked: list = []
+
+    class Recorder:  # the real model; records the language each decode is asked for
+        supported_languages = base.supported_languages
+
+        def __getattr__(self, name):
+            return getattr(base, name)
+
+        def transcribe(self, *a, **kw):
+            asked.append(kw["language"])
+            return base.transcribe(*a, **kw)
+
+    audio = load_audio(KIT / "librispeech_2412-153948-0000.flac")
+    given, _ = stream(base, audio, ASRConfig(model="base", cadence="fixed"))
+    detected, _ = stream(Recorder(), audio, ASRConfig(model="base", cadence="fixed", language=""))
+    assert detected.asr.language == "en"
+    assert words_text(detected.asr.committed) == words_text(given.asr.committed)
+    first = asked.index("en")
+    assert first >= 1 and set(asked[:first]) == {None} and set(asked[first:]) == {"en"}, asked
+
+
 def test_a_loop_cut_by_the_token_cap_leaves_no_trace(tiny):
     """tiny.en loops on the cheetah file ("That gives us a 12% chance." x 6) in one pass a second. Capped at
     ``max_tokens_per_s``, the loop ends mid-repeat; the transcript is still the uncapped one, sentence once."""

@@ -85,6 +85,15 @@ def test_unknown_asr_model_is_a_clear_error():
     assert "bundled: tiny.en, base" in r.stderr
 
 
+def test_a_language_the_model_cannot_decode_is_a_clear_error():
+    """tiny.en decodes any speech as English whatever ``asr.language`` says, and an unknown code made faster-whisper
+    raise mid-stream: both are refused before the first pass, with the fix."""
+    r = cli("run", AUDIO / "pauses.flac", "-q", "Q?", "asr.language=de")
+    assert_clean_error(r, "asr.language='de': this Whisper model is English-only; use a multilingual one")
+    r = cli("run", AUDIO / "pauses.flac", "-q", "Q?", "--asr", "base", "asr.language=xx")
+    assert_clean_error(r, "asr.language='xx' is not a Whisper language code")
+
+
 @pytest.mark.slow
 def test_spoken_sample_end_to_end_with_asr_figures(media, tmp_path):
     out = tmp_path / "ev.jsonl"

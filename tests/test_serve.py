@@ -190,6 +190,10 @@ def test_bad_input_gets_error_events_and_the_connection_survives(server):
         assert _error_after(conn, lambda: conn.session.update(session=opus))["code"] == "invalid_audio_format"
         long_prompt = {"type": "realtime", "audio": {"input": {"transcription": {"prompt": "x" * 301}}}}
         assert _error_after(conn, lambda: conn.session.update(session=long_prompt))["code"] == "invalid_value"
+        for language, message in (("de", "this Whisper model is English-only"), (7, "must be a string")):
+            update = {"type": "realtime", "audio": {"input": {"transcription": {"language": language}}}}
+            ev = _error_after(conn, lambda u=update: conn.session.update(session=u))
+            assert ev["code"] == "invalid_value" and message in ev["message"], ev
         for shape in ("loud", {"input": 3}, {"input": {"format": "pcm"}}):  # not objects where objects belong
             ev = _error_after(conn, lambda s=shape: raw(json.dumps({"type": "session.update", "session": {"audio": s}})))
             assert ev["code"] == "invalid_value" and "must be an object" in ev["message"]
@@ -229,9 +233,11 @@ def test_telephone_audio_in_g711_is_transcribed(server, kind, subtype):
         _until(conn, {"session.created"})
         conn.session.update(session={"type": "realtime", "instructions": "What is the speaker describing?",
                                      "audio": {"input": {"format": {"type": kind},
-                                                         "transcription": {"prompt": "antecedents"}}}})
+                                                         "transcription": {"prompt": "antecedents",
+                                                                           "language": " EN"}}}})
         updated = _until(conn, {"session.updated"})[-1]["session"]["audio"]["input"]
-        assert updated["format"] == {"type": kind} and updated["transcription"]["prompt"] == "antecedents"
+        assert updated["format"] == {"type": kind}
+        assert updated["transcription"]["prompt"] == "antecedents" and updated["transcription"]["language"] == "en"
         for i in range(0, len(data), 1600):  # 0.2 s per append, as fast as the socket takes them
             conn.input_audio_buffer.append(audio=base64.b64encode(data[i: i + 1600]).decode())
         conn.send({"type": "response.create"})
