@@ -46,10 +46,10 @@ log = logging.getLogger(__name__)
 #: accepted input formats -> their sample rates (the first is the default): PCM16, and telephony's 8 kHz G.711
 FORMATS = {"audio/pcm": (24000, 16000), "audio/pcmu": (8000,), "audio/pcma": (8000,)}
 _G711 = {"audio/pcmu": "mu", "audio/pcma": "a"}
-#: adasr-mm settings a client may change per session (``session.adasr``): section.key -> type
-# audio.input.transcription fields -> the ASR config field each sets, and what it holds
+#: audio.input.transcription fields -> the ASR config field each sets, and what it holds
 TRANSCRIPTION = {"prompt": ("hotwords", "names and terms the speech will contain"),
                  "language": ("language", "the spoken language's code, e.g. en")}
+#: adasr-mm settings a client may change per session (``session.adasr``): section.key -> type
 CLIENT_SETTINGS = {"max_thought_tokens": ("policy", int), "max_deep_tokens": ("policy", int),
                    "max_answer_tokens": ("policy", int), "answer_within_s": ("pipeline", float)}
 
