@@ -1207,7 +1207,7 @@ def normalize_words(text: str) -> list[str]:
     return out
 
 
-def _word_edits(reference: str, hypothesis: str) -> tuple[int, int]:
+def word_edits(reference: str, hypothesis: str) -> tuple[int, int]:
     """(word edit distance, reference words) on :func:`normalize_words`."""
     ref = normalize_words(reference)
     hyp = normalize_words(hypothesis)
@@ -1225,7 +1225,7 @@ def pooled_wer(pairs: Iterable[tuple[str, str]]) -> float:
     long file weighs more than a short one (what the benchmarks and the 1.15x test compare)."""
     edits = words = 0
     for reference, hypothesis in pairs:
-        e, n = _word_edits(reference, hypothesis)
+        e, n = word_edits(reference, hypothesis)
         edits, words = edits + e, words + n
     if not words:
         return 0.0 if not edits else 1.0

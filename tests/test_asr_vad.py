@@ -108,11 +108,11 @@ def test_short_words_survive_small_blocks_on_a_real_recording():
 def test_a_quiet_real_recording_streams_the_same_words_as_at_full_level():
     # At -30 dB, with the LSTM restarts and no gain, the VAD cut this reading into fragments: 6 of 22 words wrong
     # (offline Whisper: 1 at either level).
-    from adasr_mm.adapters.asr import _word_edits, words_text
+    from adasr_mm.adapters.asr import word_edits, words_text
 
     a = load_audio(KIT / "librivox_sense_sensibility_0870.wav", sr=SR)
     cfg = ASRConfig(cpu_threads=1, cadence="fixed")
     model = whisper_for(cfg)
     texts = [words_text(_streamed(model, cfg, a * np.float32(gain), 1600)) for gain in (1.0, 10 ** (-30 / 20))]
-    edits, n = _word_edits(texts[0], texts[1])
+    edits, n = word_edits(texts[0], texts[1])
     assert n >= 20 and edits <= 1, texts

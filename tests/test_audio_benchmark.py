@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 spec = importlib.util.spec_from_file_location("bench_audio", Path(__file__).resolve().parents[1] / "benchmarks"
                                               / "audio.py")
 bench = importlib.util.module_from_spec(spec)
@@ -32,3 +34,44 @@ def test_offline_spread_pools_each_shift_over_the_ratio_files() -> None:
 def test_no_spread_without_shifted_runs() -> None:
     rows = [{"group": "kit", "reference": "a b", "offline_text": "a b", "offline_wer": 0.0}]
     assert bench.offline_spread(rows, "kit") is None
+
+
+def _audio_context():
+    """benchmarks/audio_context.py (it imports its sibling audio.py, so the folder goes on the path while loading)."""
+    import sys
+
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        import audio_context
+    finally:
+        sys.path.remove(folder)
+    return audio_context
+
+
+def test_oracle_cuts_fall_mid_gap_after_a_pause_or_a_sentence_end() -> None:
+    from adasr_mm.adapters.asr import Word
+
+    words = [Word(0.0, 0.4, " Tom"), Word(0.45, 0.8, " has"), Word(1.4, 1.8, " five."), Word(1.85, 2.1, " He"),
+             Word(2.15, 2.5, " eats")]
+    # 0.6 s of silence after "has" (a pause), "five." ends a sentence with 0.05 s after it, the last word ends it
+    got = _audio_context().cuts(words, 0.2)
+    assert [end for end, _ in got] == [0.8, 1.8, 2.5]
+    assert [b for _, b in got] == pytest.approx([1.1, 1.825, float("inf")])
+    assert _audio_context().cuts([], 0.2) == []
+
+
+def test_the_oracle_with_lookahead_past_the_end_is_offline_word_for_word() -> None:
+    """Every segment decoded with the whole file after it is the offline decode: the cuts must then hand each
+    offline word to exactly one segment (none dropped at a boundary, none taken twice)."""
+    from adasr_mm.adapters.asr import ASRConfig, load_whisper, transcribe_offline, words_text
+    from adasr_mm.adapters.audio_io import TARGET_SR, load_audio
+
+    ctx = _audio_context()
+    model = load_whisper("tiny.en", "cpu", "auto", 1)
+    cfg = ASRConfig(cpu_threads=1)
+    audio = load_audio(Path(__file__).resolve().parents[1] / "samples" / "audio" / "pauses.flac")
+    offline = transcribe_offline(model, audio, cfg)
+    segs = ctx.cuts(offline, 0.2)
+    assert len(segs) >= 3
+    assert ctx.lookahead_decode(model, audio, cfg, segs, 60.0, TARGET_SR) == words_text(offline)
