@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-gap", type=float, default=0.2, help="silence between two words that makes a cut")
     ap.add_argument("--settings", nargs="+", default=["fixed-1", "fixed-1.5"], choices=list(SETTINGS),
                     help="streaming-adapter rows beside the oracle (fixed cadences are deterministic)")
+    ap.add_argument("--beam-size", type=int, default=1, help="Whisper beam for offline, oracle and stream alike")
     ap.add_argument("--threads", type=int, default=1, help="Whisper CPU threads")
     ap.add_argument("--block-s", type=float, default=0.1)
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio_context.json"))
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if not todo:
         print(f"no exact-reference speech in {args.kit}", file=sys.stderr)
         return 2
-    cfg = ASRConfig(model=args.asr, cpu_threads=args.threads)
+    cfg = ASRConfig(model=args.asr, cpu_threads=args.threads, beam_size=args.beam_size)
     model = load_whisper(args.asr, "cpu", "auto", args.threads)
     rows = []
     for _, name, path, ref in tqdm(todo, desc="files"):
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                       "latency_avg_s": sum(lat) / len(lat) if lat else None,
                       "latency_max_s": max(lat) if lat else None,
                       "per_file_errors": {r["file"]: r["errors"][k] for r in rows if r["errors"][k]}}
-    print(f"\nWhisper {args.asr}, {len(rows)} exact-reference kit files ({words} words), cuts at gaps >= "
+    print(f"\nWhisper {args.asr} (beam {args.beam_size}), {len(rows)} exact-reference kit files ({words} words), cuts at gaps >= "
           f"{args.min_gap:g} s or sentence ends ({sum(r['segments'] for r in rows)} segments); 1.1x offline allows "
           f"{int(1.1 * off)} errors")
     print("| setting | errors | WER | x offline | max file ratio | commit latency avg / max s |")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, s in summary.items():
         lat = "-" if s["latency_avg_s"] is None else f"{s['latency_avg_s']:.2f} / {s['latency_max_s']:.2f}"
         print(f"| {k} | {s['errors']} | {s['wer']:.3f} | {s['ratio']:.2f} | {s['max_file_ratio']:.2f} | {lat} |")
-    out = {"benchmark": "audio_context", "asr": args.asr, "threads": args.threads, "min_gap": args.min_gap,
+    out = {"benchmark": "audio_context", "asr": args.asr, "beam_size": args.beam_size, "threads": args.threads, "min_gap": args.min_gap,
            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "words": words, "summary": summary,
            "rows": [{k: v for k, v in r.items() if k != "latencies"} for r in rows]}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
