@@ -57,6 +57,23 @@ def lookahead_decode(model, audio, cfg, segs: list[tuple[float, float]], lookahe
     return words_text(out)
 
 
+def summarize(rows: list[dict]) -> dict[str, dict]:
+    """Per setting: errors pooled over the files, x offline, the worst file's ratio, commit latency."""
+    words = sum(r["words"] for r in rows)
+    off = sum(r["errors"]["offline"] for r in rows)
+    summary = {}
+    for k in rows[0]["texts"]:
+        err = sum(r["errors"][k] for r in rows)
+        per = [r["errors"][k] / r["errors"]["offline"] for r in rows if r["errors"]["offline"]]
+        lat = [x for r in rows for x in r.get("latencies", {}).get(k, [])]
+        summary[k] = {"errors": err, "wer": err / words, "ratio": err / off if off else None,
+                      "max_file_ratio": max(per) if per else None,
+                      "latency_avg_s": sum(lat) / len(lat) if lat else None,
+                      "latency_max_s": max(lat) if lat else None,
+                      "per_file_errors": {r["file"]: r["errors"][k] for r in rows if r["errors"][k]}}
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--asr", default="tiny.en", help="Whisper model (tiny.en, base or a local CTranslate2 dir)")
@@ -71,7 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio_context.json"))
     args = ap.parse_args(argv)
 
-    from adasr_mm.adapters.asr import ASRConfig, load_whisper, transcribe_offline, word_edits, words_text
+    from adasr_mm.adapters.asr import (
+        ASRConfig,
+        load_whisper,
+        normalize_words,
+        transcribe_offline,
+        word_edits,
+        words_text,
+    )
     from adasr_mm.adapters.audio_io import TARGET_SR, load_audio
 
     todo = [t for t in files(Path(args.kit), samples=False) if t[0] == "kit"]
@@ -93,21 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             row["texts"][f"stream {s}"] = r["text"]
             row.setdefault("latencies", {})[f"stream {s}"] = r["latencies"]
         row["errors"] = {k: word_edits(ref, t)[0] for k, t in row["texts"].items()}
-        row["words"] = word_edits(ref, ref)[1]
+        row["words"] = len(normalize_words(ref))
         rows.append(row)
 
     words = sum(r["words"] for r in rows)
     off = sum(r["errors"]["offline"] for r in rows)
-    summary = {}
-    for k in rows[0]["texts"]:
-        err = sum(r["errors"][k] for r in rows)
-        per = [r["errors"][k] / r["errors"]["offline"] for r in rows if r["errors"]["offline"]]
-        lat = [x for r in rows for x in r.get("latencies", {}).get(k, [])]
-        summary[k] = {"errors": err, "wer": err / words, "ratio": err / off if off else None,
-                      "max_file_ratio": max(per) if per else None,
-                      "latency_avg_s": sum(lat) / len(lat) if lat else None,
-                      "latency_max_s": max(lat) if lat else None,
-                      "per_file_errors": {r["file"]: r["errors"][k] for r in rows if r["errors"][k]}}
+    summary = summarize(rows)
     print(f"\nWhisper {args.asr} (beam {args.beam_size}), {len(rows)} exact-reference kit files ({words} words), cuts at gaps >= "
           f"{args.min_gap:g} s or sentence ends ({sum(r['segments'] for r in rows)} segments); 1.1x offline allows "
           f"{int(1.1 * off)} errors")
