@@ -55,10 +55,11 @@ def test_oracle_cuts_fall_mid_gap_after_a_pause_or_a_sentence_end() -> None:
     words = [Word(0.0, 0.4, " Tom"), Word(0.45, 0.8, " has"), Word(1.4, 1.8, " five."), Word(1.85, 2.1, " He"),
              Word(2.15, 2.5, " eats")]
     # 0.6 s of silence after "has" (a pause), "five." ends a sentence with 0.05 s after it, the last word ends it
-    got = _audio_context().cuts(words, 0.2)
+    cuts = _audio_context().cuts
+    got = cuts(words, 0.2)
     assert [end for end, _ in got] == [0.8, 1.8, 2.5]
     assert [b for _, b in got] == pytest.approx([1.1, 1.825, float("inf")])
-    assert _audio_context().cuts([], 0.2) == []
+    assert cuts([], 0.2) == []
 
 
 def test_the_oracle_with_lookahead_past_the_end_is_offline_word_for_word() -> None:
