@@ -23,7 +23,8 @@ its own venv).
 
 ``--offline-shifts 10 20 40 80`` also transcribes each file offline with that many ms of silence before it: the
 offline reference's own spread under a change no listener hears, i.e. how finely a WER ratio on this kit can be
-read (the targets stay against the unshifted offline run).
+read (the targets stay against the unshifted offline run). Each shifted run is also scored against the unshifted
+one by the targets' two criteria (pooled ratio, max per-file ratio): what offline Whisper scores against itself.
 
 ``--quiet-db -30`` adds the groups ``kit -30 dB`` and ``kit-nonspeech -30 dB``: the same files replayed that much
 quieter (a quiet microphone), offline and streamed (and the peer, with ``--peer-venv``).
@@ -184,9 +185,23 @@ def in_ratios(row: dict) -> bool:
     return bool(row["reference"]) and row["offline_wer"] <= OFFLINE_FAILS
 
 
+def ratios(ok: list[dict], texts: list[str]) -> tuple[float | None, float | None]:
+    """The two WER criteria of ``texts`` (one per row of ``ok``) against the offline run: pooled ratio, max per file.
+
+    A file offline reads perfectly has no per-file ratio (it is counted in ``files_worse_than_perfect_offline``).
+    """
+    from adasr_mm.adapters.asr import pooled_wer, wer
+
+    off = pooled_wer((r["reference"], r["offline_text"]) for r in ok)
+    pairs = list(zip(ok, texts, strict=True))
+    pooled = pooled_wer((r["reference"], t) for r, t in pairs)
+    per = [wer(r["reference"], t) / r["offline_wer"] for r, t in pairs if r["offline_wer"] > 0]
+    return (pooled / off if off else None), (max(per) if per else None)
+
+
 def summarize(rows: list[dict], group: str, setting: str) -> dict | None:
     """Pooled figures of one group for one setting (None if the setting has no rows there)."""
-    from adasr_mm.adapters.asr import pooled_wer, wer
+    from adasr_mm.adapters.asr import pooled_wer
 
     sel = [r for r in rows if r["group"] == group and setting in r]
     if not sel:
@@ -201,11 +216,10 @@ def summarize(rows: list[dict], group: str, setting: str) -> dict | None:
            "hallucinated_chunks": sum(r[setting]["hallucinated"] or 0 for r in sel)}
     ok = [r for r in sel if in_ratios(r)]
     if ok:
-        off = pooled_wer((r["reference"], r["offline_text"]) for r in ok)
-        st = pooled_wer((r["reference"], r[setting]["text"]) for r in ok)
-        per = [wer(r["reference"], r[setting]["text"]) / r["offline_wer"] for r in ok if r["offline_wer"] > 0]
-        out.update({"ratio_files": len(ok), "offline_wer": off, "stream_wer": st, "ratio": st / off if off else None,
-                    "max_file_ratio": max(per) if per else None,
+        ratio, max_file = ratios(ok, [r[setting]["text"] for r in ok])
+        out.update({"ratio_files": len(ok), "offline_wer": pooled_wer((r["reference"], r["offline_text"]) for r in ok),
+                    "stream_wer": pooled_wer((r["reference"], r[setting]["text"]) for r in ok),
+                    "ratio": ratio, "max_file_ratio": max_file,
                     "files_worse_than_perfect_offline": sum(1 for r in ok if r["offline_wer"] == 0
                                                             and r[setting]["wer"] > 0),
                     "excluded_offline_fails": [r["file"] for r in sel if r["reference"] and not in_ratios(r)]})
@@ -223,19 +237,29 @@ def offline_spread(rows: list[dict], group: str) -> dict | None:
     for ms in ok[0]["offline_shifted"]:
         shifts[ms] = [(r["reference"], r["offline_shifted"][ms]) for r in ok]
     wers = {ms: pooled_wer(pairs) for ms, pairs in shifts.items()}
+    # offline against itself: the criteria a shifted offline run scores against the unshifted one (their floor)
+    self_ratios = {ms: ratios(ok, [t for _, t in pairs]) for ms, pairs in shifts.items() if ms != "0"}
     return {"wer_by_shift_ms": wers, "min": min(wers.values()), "max": max(wers.values()),
-            "mean": sum(wers.values()) / len(wers)}
+            "mean": sum(wers.values()) / len(wers),
+            "self_ratio_by_shift_ms": {ms: r for ms, (r, _) in self_ratios.items()},
+            "self_max_file_ratio_by_shift_ms": {ms: m for ms, (_, m) in self_ratios.items()}}
 
 
 def spread_lines(spread: dict, summary: dict) -> list[str]:
     shifts = " / ".join(next(iter(spread.values()))["wer_by_shift_ms"])
-    lines = [f"| group | offline WER at {shifts} ms lead silence | min - max | stream WER (setting) / offline mean |",
-             "|---|---|---|---|"]
+    lines = [f"| group | offline WER at {shifts} ms lead silence | min - max | shifted offline / unshifted: ratio, "
+             "max file ratio | stream WER (setting) / offline mean |", "|---|---|---|---|---|"]
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
     for group, sp in spread.items():
-        ratios = ", ".join(f"{s['stream_wer'] / sp['mean']:.2f} ({name})" for name, s in summary[group].items()
+        stream = ", ".join(f"{s['stream_wer'] / sp['mean']:.2f} ({name})" for name, s in summary[group].items()
                            if s.get("stream_wer") is not None)
+        self_ = " / ".join(f"{f(r)}, {f(sp['self_max_file_ratio_by_shift_ms'][ms])}"
+                           for ms, r in sp["self_ratio_by_shift_ms"].items())
         lines.append(f"| {group} | {' / '.join(f'{w:.3f}' for w in sp['wer_by_shift_ms'].values())} | "
-                     f"{sp['min']:.3f} - {sp['max']:.3f} | {ratios} |")
+                     f"{sp['min']:.3f} - {sp['max']:.3f} | {self_} | {stream} |")
     return lines
 
 

@@ -28,6 +28,10 @@ def test_offline_spread_pools_each_shift_over_the_ratio_files() -> None:
     assert sp["wer_by_shift_ms"] == {"0": 1 / 8, "10": 2 / 8, "20": 3 / 8}
     assert (sp["min"], sp["max"]) == (1 / 8, 3 / 8)
     assert abs(sp["mean"] - 0.25) < 1e-9
+    # each shifted run scored against the unshifted one by the targets' two criteria: pooled 2 / 1 and 3 / 1
+    # errors; per file only the second row counts (offline reads the first perfectly): 1 / 1 and 3 / 1 errors
+    assert sp["self_ratio_by_shift_ms"] == {"10": 2.0, "20": 3.0}
+    assert sp["self_max_file_ratio_by_shift_ms"] == {"10": 1.0, "20": 3.0}
     assert bench.offline_spread(rows, "kit-approx") is None
 
 
