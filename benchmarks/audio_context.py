@@ -14,6 +14,7 @@ If the oracle at the streamer's latency stays above a WER target, the target nee
 target allows with this model on this kit: the gap is not a streaming-policy bug.
 
     python benchmarks/audio_context.py [--asr base] [--lookahead 0.5 1 2 3 5] [--kit DIR] [--json ...]
+    python benchmarks/audio_context.py --plot results/audio_context*.json [--png results/audio_context.png]
 """
 
 from __future__ import annotations
@@ -74,6 +75,46 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
     return summary
 
 
+def curves(summary: dict[str, dict], key: str = "ratio") -> tuple[list[tuple[float, float]], dict[str, tuple]]:
+    """A run's oracle as (lookahead s, ``key``) by lookahead, and its streams as name -> (latency avg s, ``key``)."""
+    oracle = sorted((float(k.split("lookahead ")[1].removesuffix(" s")), s[key]) for k, s in summary.items()
+                    if k.startswith("oracle, lookahead "))
+    streams = {k.removeprefix("stream "): (s["latency_avg_s"], s[key]) for k, s in summary.items()
+               if k.startswith("stream ")}
+    return oracle, streams
+
+
+def plot(paths: list[str], png: str) -> None:
+    """Stored runs side by side: x offline (pooled and worst file) against lookahead / commit latency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, target, title in ((axes[0], "ratio", 1.1, "pooled WER, x offline"),
+                                   (axes[1], "max_file_ratio", 1.3, "worst file, x offline")):
+        for i, path in enumerate(paths):
+            d = json.loads(Path(path).read_text())
+            label = f"{d['asr']}, beam {d.get('beam_size', 1)} (offline {d['summary']['offline']['errors']} err.)"
+            oracle, streams = curves(d["summary"], key)
+            color = f"C{i}"
+            ax.plot(*zip(*oracle, strict=True), marker="o", color=color, label=f"oracle: {label}")
+            for name, (lat, y) in streams.items():
+                ax.scatter([lat], [y], marker="s", color=color, edgecolor="k", zorder=3)
+                ax.annotate(name, (lat, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.axhline(target, color="k", ls="--", lw=1, label="the target")
+        ax.axvline(2.0, color="grey", ls=":", lw=1, label="latency target 2 s")
+        ax.set_xlabel("oracle: lookahead s (lines) / stream: commit latency avg s (squares)")
+        ax.set_title(f"{title} (target {target:g}x)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("what committing early costs: oracle bound vs the streamer, dev kit exact-reference speech")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--asr", default="tiny.en", help="Whisper model (tiny.en, base or a local CTranslate2 dir)")
@@ -86,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="Whisper CPU threads")
     ap.add_argument("--block-s", type=float, default=0.1)
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio_context.json"))
+    ap.add_argument("--plot", nargs="+", metavar="JSON", help="only draw these stored runs side by side (--png)")
+    ap.add_argument("--png", default=str(ROOT / "benchmarks" / "results" / "audio_context.png"))
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(args.plot, args.png)
+        return 0
 
     from adasr_mm.adapters.asr import (
         ASRConfig,

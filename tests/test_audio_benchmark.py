@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,17 @@ def test_the_oracle_with_lookahead_past_the_end_is_offline_word_for_word() -> No
     segs = ctx.cuts(offline, 0.2)
     assert len(segs) >= 3
     assert ctx.lookahead_decode(model, audio, cfg, segs, 60.0, TARGET_SR) == words_text(offline)
+
+
+def test_the_plot_reads_each_oracle_by_lookahead_and_each_stream_at_its_latency(tmp_path: Path) -> None:
+    ctx = _audio_context()
+    summary = {"offline": {"errors": 10, "ratio": 1.0, "latency_avg_s": None},
+               "oracle, lookahead 2 s": {"ratio": 1.2, "latency_avg_s": None},
+               "oracle, lookahead 0.5 s": {"ratio": 1.5, "latency_avg_s": None},
+               "stream fixed-1": {"ratio": 1.4, "latency_avg_s": 1.7}}
+    assert ctx.curves(summary) == ([(0.5, 1.5), (2.0, 1.2)], {"fixed-1": (1.7, 1.4)})
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"asr": "tiny.en", "summary": {
+        k: {**v, "max_file_ratio": v["ratio"]} for k, v in summary.items()}}))
+    assert ctx.main(["--plot", str(run), "--png", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
