@@ -30,6 +30,7 @@ one by the targets' two criteria (pooled ratio, max per-file ratio): what offlin
 quieter (a quiet microphone), offline and streamed (and the peer, with ``--peer-venv``).
 
     python benchmarks/audio.py [--asr tiny.en] [--threads 1 2] [--peer-venv /work/wlk-venv] [--json ...]
+    python benchmarks/audio.py --plot results/audio.json results/audio_base.json [--png results/audio.png]
 """
 
 from __future__ import annotations
@@ -279,6 +280,40 @@ def table(summary: dict) -> list[str]:
     return lines
 
 
+def plot(paths: list[str], png: str, group: str = "kit") -> None:
+    """Stored runs side by side: each setting's WER x offline against its commit latency, per model, with the
+    range offline scores against itself (lead-silence shifts) as a band, and the targets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(paths), figsize=(5.5 * len(paths), 4.2), squeeze=False)
+    for ax, path in zip(axes[0], paths, strict=True):
+        d = json.loads(Path(path).read_text())
+        for key, target, color in (("ratio", 1.1, "C0"), ("max_file_ratio", 1.3, "C3")):
+            for name, s in d["summary"].get(group, {}).items():
+                if s.get(key) is not None and s["commit_latency_avg_s"] is not None:
+                    ax.scatter([s["commit_latency_avg_s"]], [s[key]], color=color, zorder=3)
+                    ax.annotate(name.removesuffix(" t1"), (s["commit_latency_avg_s"], s[key]), fontsize=7,
+                                textcoords="offset points", xytext=(4, 3))
+            ax.axhline(target, color=color, ls="--", lw=1, label=f"{key} target {target:g}x")
+            self_ = (d.get("offline_spread", {}).get(group) or {}).get(
+                "self_ratio_by_shift_ms" if key == "ratio" else "self_max_file_ratio_by_shift_ms")
+            if self_ and None not in self_.values():
+                ax.axhspan(min(self_.values()), max(self_.values()), color=color, alpha=0.15,
+                           label=f"{key}: offline vs itself (shifts)")
+        ax.axvline(2.0, color="grey", ls=":", lw=1, label="latency target 2 s")
+        ax.set_title(f"{d['asr']}: {group}, {d['date'][:10]}")
+        ax.set_xlabel("commit latency avg s")
+        ax.set_ylabel("stream WER x offline (blue: pooled, red: worst file)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--asr", default="tiny.en")
@@ -296,7 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet-db", type=float, nargs="*", default=[], metavar="DB",
                     help="also replay the kit's exact and non-speech files this much quieter (e.g. -30)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio.json"))
+    ap.add_argument("--plot", nargs="+", metavar="JSON", help="only draw these stored runs side by side (--png)")
+    ap.add_argument("--png", default=str(ROOT / "benchmarks" / "results" / "audio.png"))
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(args.plot, args.png)
+        return 0
 
     import numpy as np
 

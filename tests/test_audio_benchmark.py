@@ -95,3 +95,15 @@ def test_the_plot_reads_each_oracle_by_lookahead_and_each_stream_at_its_latency(
         k: {**v, "max_file_ratio": v["ratio"]} for k, v in summary.items()}}))
     assert ctx.main(["--plot", str(run), "--png", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_audio_plot_draws_a_stored_run(tmp_path: Path) -> None:
+    """From a stored JSON alone (no kit, no model): the settings' points and offline's band against itself."""
+    rows = [row("kit", "a b c d", "a b c x", {"10": "a b x x"}, 0.25)]
+    spread = {"kit": bench.offline_spread(rows, "kit")}
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"asr": "base", "date": "2026-12-05 10:00:00", "offline_spread": spread, "summary": {
+        "kit": {"ours t1": {"ratio": 1.4, "max_file_ratio": 1.8, "commit_latency_avg_s": 1.8}},
+        "kit-nonspeech": {"ours t1": {"ratio": None, "commit_latency_avg_s": None}}}}))
+    assert bench.main(["--plot", str(run), str(run), "--png", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
