@@ -34,6 +34,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _unauthorized() -> Any:
+    """The OpenAI API's answer to a missing or wrong key (HTTP 401), for HTTP routes and the WebSocket handshake."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": {"type": "invalid_request_error", "code": "invalid_api_key",
+                                   "message": "missing or wrong API key"}}, status_code=401)
+
+
 class RealtimeServer:
     """Owns the models and the live sessions; builds the ASGI app."""
 
@@ -74,15 +82,17 @@ class RealtimeServer:
         from starlette.responses import JSONResponse
 
         if not self._authorized(request.headers):
-            return JSONResponse({"error": {"type": "invalid_request_error", "code": "invalid_api_key",
-                                           "message": "missing or wrong API key"}}, status_code=401)
+            return _unauthorized()
         return JSONResponse({"object": "list", "data": [
             {"id": self.agent.policy.name, "object": "model", "created": 0, "owned_by": "adasr-mm"}]})
 
     # -- WebSocket ----------------------------------------------------------------------------------------------
     async def realtime(self, ws: Any) -> None:
-        if not self._authorized(ws.headers):
-            await ws.close(code=1008, reason="missing or wrong API key")  # before accept: the handshake fails
+        if not self._authorized(ws.headers):  # the handshake fails with HTTP 401 and the JSON error body
+            if "websocket.http.response" in ws.scope.get("extensions", {}):
+                await ws.send_denial_response(_unauthorized())
+            else:  # an ASGI server without the denial extension answers a close before accept with 403
+                await ws.close(code=1008, reason="missing or wrong API key")
             return
         await ws.accept()
         loop = asyncio.get_running_loop()

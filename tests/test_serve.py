@@ -261,8 +261,10 @@ def test_api_key_is_checked_at_connect_and_models_and_health_answer(server):
         with _client(url, "wrong-key").realtime.connect(model="adasr-mm") as conn:
             conn.recv_bytes()
     ws_url = f"{url.replace('http', 'ws')}/v1/realtime?model=adasr-mm"
-    with pytest.raises(InvalidStatus):  # no Authorization header at all
+    with pytest.raises(InvalidStatus) as denied:  # no Authorization header at all: 401 with the API's error
         connect(ws_url).recv(5)
+    assert denied.value.response.status_code == 401
+    assert json.loads(denied.value.response.body)["error"]["code"] == "invalid_api_key"
     with connect(ws_url, additional_headers={"Authorization": f"Bearer {KEY}"}) as ok:
         assert json.loads(ok.recv(30))["type"] == "session.created"
     assert httpx.get(f"{url}/health").json()["status"] == "ok"
