@@ -255,8 +255,8 @@ def spread_lines(spread: dict, summary: dict) -> list[str]:
         return "-" if v is None else f"{v:.2f}"
 
     for group, sp in spread.items():
-        stream = ", ".join(f"{s['stream_wer'] / sp['mean']:.2f} ({name})" for name, s in summary[group].items()
-                           if s.get("stream_wer") is not None)
+        stream = ", ".join(f"{f(s['stream_wer'] / sp['mean'] if sp['mean'] else None)} ({name})"
+                           for name, s in summary[group].items() if s.get("stream_wer") is not None)
         self_ = " / ".join(f"{f(r)}, {f(sp['self_max_file_ratio_by_shift_ms'][ms])}"
                            for ms, r in sp["self_ratio_by_shift_ms"].items())
         lines.append(f"| {group} | {' / '.join(f'{w:.3f}' for w in sp['wer_by_shift_ms'].values())} | "

@@ -107,3 +107,11 @@ def test_the_audio_plot_draws_a_stored_run(tmp_path: Path) -> None:
         "kit-nonspeech": {"ours t1": {"ratio": None, "commit_latency_avg_s": None}}}}))
     assert bench.main(["--plot", str(run), str(run), "--png", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_spread_table_reads_a_kit_offline_transcribes_perfectly() -> None:
+    """No ratio exists when offline makes no error at all: '-' instead of a division by zero."""
+    rows = [row("kit", "a b", "a b", {"10": "a b"}, 0.0)]
+    spread = {"kit": bench.offline_spread(rows, "kit")}
+    lines = bench.spread_lines(spread, {"kit": {"ours t1": {"stream_wer": 0.5}}})
+    assert lines[-1].endswith("| 0.000 - 0.000 | -, - | - (ours t1) |")
