@@ -314,7 +314,7 @@ def plot(paths: list[str], png: str, group: str = "kit") -> None:
     print(f"wrote {png}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--asr", default="tiny.en")
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="Whisper CPU threads to run (each)")
@@ -333,21 +333,76 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "audio.json"))
     ap.add_argument("--plot", nargs="+", metavar="JSON", help="only draw these stored runs side by side (--png)")
     ap.add_argument("--png", default=str(ROOT / "benchmarks" / "results" / "audio.png"))
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def measure(item: tuple, args: argparse.Namespace, models: dict, runs: list[tuple], timer) -> dict:  # noqa: ANN001
+    """One file's row: offline (and shifted offline) Whisper, then each streaming run with its figures."""
+    import numpy as np
+
+    from adasr_mm.adapters.asr import ASRConfig, normalize_words, transcribe_offline, wer, words_text
+    from adasr_mm.adapters.audio_io import load_audio
+
+    group, name, path, ref = item
+    model = models[args.threads[0]]
+    audio = load_audio(path)
+    off = words_text(transcribe_offline(model, audio, ASRConfig(model=args.asr)))
+    row = {"group": group, "file": name, "duration_s": len(audio) / 16000, "reference": ref,
+           "words": len(normalize_words(ref)), "offline_wer": wer(ref, off), "offline_text": off}
+    if args.offline_shifts and group in ("kit", "kit-approx", "kit-nonspeech"):
+        row["offline_shifted"] = {str(ms): words_text(transcribe_offline(
+            model, np.concatenate([np.zeros(ms * 16, np.float32), audio]), ASRConfig(model=args.asr)))
+            for ms in args.offline_shifts}
+    for label, cfg, t, b in runs:
+        r = stream_file(path, cfg, models[t], timer, b)
+        lat = r.pop("latencies")
+        row[label] = {**r, "wer": wer(ref, r["text"]), "hallucinated": hallucinated(r["chunks"], ref),
+                      "chunk_texts": r["chunks"], "chunks": len(r["chunks"]), "rtf": r["compute_s"] / row[
+                          "duration_s"], "commit_latency_avg_s": sum(lat) / len(lat) if lat else 0.0,
+                      "commit_latency_max_s": max(lat, default=0.0), "latency_sum": sum(lat),
+                      "latency_n": len(lat)}
+    return row
+
+
+def add_peer(rows: list[dict], todo: list[tuple], args: argparse.Namespace) -> str:
+    """WhisperLiveKit's rows on the kit files, under the label it returns."""
+    label = f"WhisperLiveKit t{args.threads[0]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        peer = run_peer(Path(args.peer_venv), [x for x in todo if x[0].startswith("kit")], args.threads[0],
+                        Path(tmp))
+    for row in rows:
+        if row["file"] in peer:
+            p = peer[row["file"]]
+            row[label] = {**peer_row(p, row["reference"], row["duration_s"]),
+                          "hallucinated": hallucinated(p["line_texts"], row["reference"])}
+    return label
+
+
+def report(rows: list[dict], labels: list[str], args: argparse.Namespace, blocks: list[float],
+           load: tuple) -> tuple[list[str], dict, dict]:
+    """The printed tables (per group and setting; offline's spread) and the summaries they come from."""
+    groups = ("kit", "kit-approx", "kit-nonspeech", "samples",
+              *(f"{g} {db:g} dB" for db in args.quiet_db for g in ("kit", "kit-nonspeech")))
+    summary = {g: {s: v for s in labels if (v := summarize(rows, g, s))} for g in groups}
+    summary = {g: v for g, v in summary.items() if v}
+    lines = table(summary)
+    lines.append(f"(ASR {args.asr} int8, {os.cpu_count()} cores, load avg {load[0]:.1f} at start; compute = "
+                 f"{'process CPU' if args.timer == 'cpu' else 'wall'} time; "
+                 f"{'/'.join(f'{b:g}' for b in blocks)} s blocks on the simulated producer "
+                 f"timeline; ratios leave out files with offline WER > {OFFLINE_FAILS}; targets: ratio <= 1.1, "
+                 "per file <= 1.3, latency avg <= 2.0 s, max <= 5 s, RTF <= 0.2, 0 hallucinated)")
+    spread = {g: sp for g in summary if (sp := offline_spread(rows, g))}
+    if spread:
+        lines += ["", *spread_lines(spread, summary)]
+    return lines, summary, spread
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.plot:
         plot(args.plot, args.png)
         return 0
-
-    import numpy as np
-
-    from adasr_mm.adapters.asr import (
-        ASRConfig,
-        load_whisper,
-        normalize_words,
-        transcribe_offline,
-        wer,
-        words_text,
-    )
+    from adasr_mm.adapters.asr import ASRConfig, load_whisper, transcribe_offline
     from adasr_mm.adapters.audio import AudioAdapterConfig
     from adasr_mm.adapters.audio_io import load_audio
 
@@ -366,49 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         for t, m in models.items():
             stream_file(todo[0][2], ASRConfig(model=args.asr, cpu_threads=t), m, timer, blocks[0])
             transcribe_offline(m, warm)
-    rows = []
-    for group, name, path, ref in tqdm(todo, desc="audio", file=sys.stderr):
-        audio = load_audio(path)
-        off = words_text(transcribe_offline(models[args.threads[0]], audio, ASRConfig(model=args.asr)))
-        row = {"group": group, "file": name, "duration_s": len(audio) / 16000, "reference": ref,
-               "words": len(normalize_words(ref)), "offline_wer": wer(ref, off), "offline_text": off}
-        if args.offline_shifts and group in ("kit", "kit-approx", "kit-nonspeech"):
-            row["offline_shifted"] = {str(ms): words_text(transcribe_offline(
-                models[args.threads[0]], np.concatenate([np.zeros(ms * 16, np.float32), audio]),
-                ASRConfig(model=args.asr))) for ms in args.offline_shifts}
-        for label, cfg, t, b in runs:
-            r = stream_file(path, cfg, models[t], timer, b)
-            lat = r.pop("latencies")
-            row[label] = {**r, "wer": wer(ref, r["text"]), "hallucinated": hallucinated(r["chunks"], ref),
-                          "chunk_texts": r["chunks"], "chunks": len(r["chunks"]), "rtf": r["compute_s"] / row[
-                              "duration_s"], "commit_latency_avg_s": sum(lat) / len(lat) if lat else 0.0,
-                          "commit_latency_max_s": max(lat, default=0.0), "latency_sum": sum(lat),
-                          "latency_n": len(lat)}
-        rows.append(row)
-    if args.peer_venv:
-        peer_todo = [x for x in todo if x[0].startswith("kit")]
-        with tempfile.TemporaryDirectory() as tmp:
-            peer = run_peer(Path(args.peer_venv), peer_todo, args.threads[0], Path(tmp))
-        for row in rows:
-            if row["file"] in peer:
-                p = peer[row["file"]]
-                row[f"WhisperLiveKit t{args.threads[0]}"] = {**peer_row(p, row["reference"], row["duration_s"]),
-                                                             "hallucinated": hallucinated(p["line_texts"],
-                                                                                          row["reference"])}
-    labels = [label for label, *_ in runs] + ([f"WhisperLiveKit t{args.threads[0]}"] if args.peer_venv else [])
-    groups = ("kit", "kit-approx", "kit-nonspeech", "samples",
-              *(f"{g} {db:g} dB" for db in args.quiet_db for g in ("kit", "kit-nonspeech")))
-    summary = {g: {s: v for s in labels if (v := summarize(rows, g, s))} for g in groups}
-    summary = {g: v for g, v in summary.items() if v}
-    lines = table(summary)
-    lines.append(f"(ASR {args.asr} int8, {os.cpu_count()} cores, load avg {load[0]:.1f} at start; compute = "
-                 f"{'process CPU' if args.timer == 'cpu' else 'wall'} time; "
-                 f"{'/'.join(f'{b:g}' for b in blocks)} s blocks on the simulated producer "
-                 f"timeline; ratios leave out files with offline WER > {OFFLINE_FAILS}; targets: ratio <= 1.1, "
-                 "per file <= 1.3, latency avg <= 2.0 s, max <= 5 s, RTF <= 0.2, 0 hallucinated)")
-    spread = {g: sp for g in summary if (sp := offline_spread(rows, g))}
-    if spread:
-        lines += ["", *spread_lines(spread, summary)]
+    rows = [measure(item, args, models, runs, timer) for item in tqdm(todo, desc="audio", file=sys.stderr)]
+    labels = [label for label, *_ in runs] + ([add_peer(rows, todo, args)] if args.peer_venv else [])
+    lines, summary, spread = report(rows, labels, args, blocks, load)
     print("\n".join(lines))
     out = {"benchmark": "audio", "asr": args.asr, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": load,
