@@ -43,7 +43,9 @@ class PipelineConfig:
     catch_up: bool = field(
         default=True,
         metadata={"help": "read every chunk that queued up while the policy was busy in one prefill, then write "
-                          "one thought (media-timed clocks and live input; instant file replay reads one by one)"},
+                          "one thought (media-timed clocks and live input; instant file replay reads one by one). "
+                          "Off or on, chunks still unread when the stream's end is known are read with the end "
+                          "marker"},
     )
     deadline: bool = field(
         default=True,
@@ -338,7 +340,7 @@ class Scheduler:
                 break
             self._observe(ready)
             n += len(ready)
-            if self.catch_up and self._end_now():  # the end is known: read these with the end marker, no thought
+            if self.timed and self._end_now():  # the end is known: read these with the end marker, no thought
                 pending = ready + self.q.take()
                 break
             cap, deadline = self.budget()

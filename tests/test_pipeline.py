@@ -114,10 +114,12 @@ def test_catch_up_reads_queued_chunks_in_one_prefill(slow, forward_counter):
     assert counter.calls == len(lengths)
 
 
-def test_end_of_stream_reads_the_rest_without_a_thought(slow):
-    """Chunks still queued when the end is known go straight into the deep phase's prefill."""
+@pytest.mark.parametrize("catch_up", [True, False])
+def test_end_of_stream_reads_the_rest_without_a_thought(slow, catch_up):
+    """Chunks still queued when the end is known go straight into the deep phase's prefill (with or without
+    mid-stream catch-up: the eval schedule turns that off and must still end as a live run does)."""
     policy = slow(0.05, max_thought_tokens=16, max_deep_tokens=4, max_answer_tokens=2)
-    s, events = _run(policy, _chunks(6, every=0.3), "simulated", PipelineConfig(deadline=False))
+    s, events = _run(policy, _chunks(6, every=0.3), "simulated", PipelineConfig(deadline=False, catch_up=catch_up))
     last = len(s.chunks) - 1
     responded = {e.index for e in events if isinstance(e, ThoughtEvent | SkipEvent)}
     assert last not in responded
@@ -241,3 +243,35 @@ def test_chunks_read_as_the_stream_ends_get_no_thought(make_tiny_policy):
     assert result.trace.responses[-1].closer == END_OF_STREAM
     assert result.summary.cut_thoughts == 0
     assert not [v for v in result.format.violations if "cap hit" not in v and "chunk" in v]
+
+
+def test_the_eval_schedule_gives_a_stalled_run_the_trace_of_a_smooth_one(make_tiny_policy):
+    """`adasr-mm eval` must not change a checkpoint's traces with the machine's load: with its schedule (no
+    catch-up, no deadline cuts, no forced skips) a 5 s stall mid-stream leaves the trace as it is without the
+    stall; with the live defaults the same stall changes it (chunks read together, a skip forced by lag)."""
+    from adasr_mm.training.config import load_train_config
+    from adasr_mm.training.evaluate import _eval_config
+
+    acfg = _eval_config(None, load_train_config(None, []))
+    chunks = _chunks(20, every=0.5)  # the stall comes during chunk 1's thought; 10 s of stream to catch up in
+
+    def run(stall_at: int | None, cfg: PipelineConfig, max_lag_s: float) -> list[tuple]:
+        policy = make_tiny_policy(max_thought_tokens=8, max_deep_tokens=4, max_answer_tokens=2)
+        calls = [0]
+
+        def stall(*_):
+            calls[0] += 1
+            if calls[0] == stall_at:
+                time.sleep(5.0)
+
+        h = policy.model.register_forward_pre_hook(stall)
+        try:
+            s, events = _run(policy, chunks, "simulated", cfg, max_lag_s=max_lag_s)
+        finally:
+            h.remove()
+        return [(type(e).__name__, e.index, e.group, getattr(e, "text", "")) for e in events
+                if isinstance(e, ThoughtEvent | SkipEvent)] + [("answer", s.result.answer)]
+
+    smooth = run(None, acfg.pipeline, acfg.session.max_lag_s)
+    assert run(12, acfg.pipeline, acfg.session.max_lag_s) == smooth
+    assert run(12, PipelineConfig(), 4.0) != run(None, PipelineConfig(), 4.0)

@@ -11,13 +11,21 @@ from tqdm import tqdm
 
 
 def _eval_config(policy: str | None, cfg: Any) -> Any:
-    """The adapters config of a greedy evaluation with the RL caps (what the policy was trained to fit in)."""
+    """The adapters config of a greedy evaluation with the RL caps (what the policy was trained to fit in).
+
+    The scheduler's speed-dependent decisions are off: thoughts cut at a deadline, chunks read together after the
+    policy fell behind, skips forced by lag. With them, a loaded machine changed the traces (and the accuracy)
+    of one checkpoint from one run to the next. A machine that keeps up never triggers them, so the traces are
+    those of a live run that keeps up; the delay is still measured on the simulated clock. What a slow machine
+    does to a live run is `benchmarks/realtime.py`'s subject."""
     acfg = cfg.adapters
     acfg.policy.policy = policy
     acfg.policy.max_thought_tokens = cfg.rl.max_thought_tokens
     acfg.policy.max_deep_tokens = cfg.rl.max_deep_tokens
     acfg.policy.max_answer_tokens = cfg.rl.max_answer_tokens
     acfg.policy.temperature = 0.0
+    acfg.pipeline.catch_up = acfg.pipeline.deadline = False
+    acfg.session.max_lag_s = 0.0
     return acfg
 
 
