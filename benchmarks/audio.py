@@ -186,8 +186,9 @@ def in_ratios(row: dict) -> bool:
     return bool(row["reference"]) and row["offline_wer"] <= OFFLINE_FAILS
 
 
-def ratios(ok: list[dict], texts: list[str]) -> tuple[float | None, float | None]:
-    """The two WER criteria of ``texts`` (one per row of ``ok``) against the offline run: pooled ratio, max per file.
+def ratios(ok: list[dict], texts: list[str]) -> dict[str, float | None]:
+    """Pooled WERs of ``texts`` (one per row of ``ok``) and the offline run, and the targets' two criteria: the
+    pooled ratio and the worst file's ratio.
 
     A file offline reads perfectly has no per-file ratio (it is counted in ``files_worse_than_perfect_offline``).
     """
@@ -197,13 +198,12 @@ def ratios(ok: list[dict], texts: list[str]) -> tuple[float | None, float | None
     pairs = list(zip(ok, texts, strict=True))
     pooled = pooled_wer((r["reference"], t) for r, t in pairs)
     per = [wer(r["reference"], t) / r["offline_wer"] for r, t in pairs if r["offline_wer"] > 0]
-    return (pooled / off if off else None), (max(per) if per else None)
+    return {"offline_wer": off, "stream_wer": pooled, "ratio": pooled / off if off else None,
+            "max_file_ratio": max(per) if per else None}
 
 
 def summarize(rows: list[dict], group: str, setting: str) -> dict | None:
     """Pooled figures of one group for one setting (None if the setting has no rows there)."""
-    from adasr_mm.adapters.asr import pooled_wer
-
     sel = [r for r in rows if r["group"] == group and setting in r]
     if not sel:
         return None
@@ -217,10 +217,7 @@ def summarize(rows: list[dict], group: str, setting: str) -> dict | None:
            "hallucinated_chunks": sum(r[setting]["hallucinated"] or 0 for r in sel)}
     ok = [r for r in sel if in_ratios(r)]
     if ok:
-        ratio, max_file = ratios(ok, [r[setting]["text"] for r in ok])
-        out.update({"ratio_files": len(ok), "offline_wer": pooled_wer((r["reference"], r["offline_text"]) for r in ok),
-                    "stream_wer": pooled_wer((r["reference"], r[setting]["text"]) for r in ok),
-                    "ratio": ratio, "max_file_ratio": max_file,
+        out.update({"ratio_files": len(ok), **ratios(ok, [r[setting]["text"] for r in ok]),
                     "files_worse_than_perfect_offline": sum(1 for r in ok if r["offline_wer"] == 0
                                                             and r[setting]["wer"] > 0),
                     "excluded_offline_fails": [r["file"] for r in sel if r["reference"] and not in_ratios(r)]})
@@ -242,8 +239,8 @@ def offline_spread(rows: list[dict], group: str) -> dict | None:
     self_ratios = {ms: ratios(ok, [t for _, t in pairs]) for ms, pairs in shifts.items() if ms != "0"}
     return {"wer_by_shift_ms": wers, "min": min(wers.values()), "max": max(wers.values()),
             "mean": sum(wers.values()) / len(wers),
-            "self_ratio_by_shift_ms": {ms: r for ms, (r, _) in self_ratios.items()},
-            "self_max_file_ratio_by_shift_ms": {ms: m for ms, (_, m) in self_ratios.items()}}
+            "self_ratio_by_shift_ms": {ms: r["ratio"] for ms, r in self_ratios.items()},
+            "self_max_file_ratio_by_shift_ms": {ms: r["max_file_ratio"] for ms, r in self_ratios.items()}}
 
 
 def spread_lines(spread: dict, summary: dict) -> list[str]:
