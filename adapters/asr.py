@@ -280,6 +280,9 @@ class ASRConfig:
                              "Whisper's 224-token prompt with the committed text)")
 
 
+_CLOSING = ".?!,;:"
+
+
 @dataclass
 class Word:
     """A transcribed word with absolute stream times (seconds)."""
@@ -296,6 +299,13 @@ class Word:
     @property
     def ends_sentence(self) -> bool:
         return self.text.strip().endswith((".", "?", "!"))
+
+    def add_mark(self, mark: str) -> None:
+        """Glue punctuation decoded apart from the word to it. A word keeps one closing mark: "answer?" followed
+        by a bare "." (or a "." carried by a dropped word) stays "answer?", not "answer?."."""
+        end = self.text.rstrip()[-1:]
+        if mark and mark != end and not (mark in _CLOSING and end in _CLOSING):
+            self.text = self.text.rstrip() + mark
 
 
 def normalize_word(w: str) -> str:
@@ -752,9 +762,8 @@ class StreamingASR:
                 continue
             for word, b in words:
                 if not word.norm:  # bare punctuation: glue it to the previous word (once: not Whisper's "....")
-                    mark = word.text.strip()[:1]
-                    if decoded and mark and not decoded[-1][0].text.endswith(mark):
-                        decoded[-1][0].text += mark
+                    if decoded:
+                        decoded[-1][0].add_mark(word.text.strip()[:1])
                     continue
                 decoded.append((word, b))
         self.stats.passes += 1
@@ -796,8 +805,8 @@ class StreamingASR:
             if self.config.vad and self._voiced_s(word.start - 0.15, word.end + 0.15) <= 0:
                 self.stats.dropped_unvoiced += 1  # e.g. text "heard" in the pre-roll or a closing pause
                 mark = word.text.rstrip()[-1:]
-                if out and mark in ".?!" and mark and not out[-1][0].text.rstrip().endswith(mark):
-                    out[-1][0].text += mark  # keep the sentence end it carried
+                if out and mark in (".", "?", "!"):
+                    out[-1][0].add_mark(mark)  # keep the sentence end it carried
                 continue
             out.append((word, b))
         return out

@@ -153,6 +153,19 @@ def test_repeats_are_cut_before_unvoiced_words_and_zero_length_words_are_judged_
     assert [w.norm for w, _ in asr._voiced_words([(at_edge, 0), (in_pause, 0)])] == ["we"]
 
 
+def test_a_word_keeps_one_closing_mark():
+    # sonnet 2 streamed "if thou couldst answer?." : a bare "." decoded after "answer?"
+    model = _ScriptedWhisper([("couldst", 0.2, 0.5, 0.9), ("answer?", 0.5, 0.9, 0.9), (".", 0.9, 0.9, 0.9),
+                              ("'", 0.9, 0.9, 0.9)])
+    asr = _asr(model)
+    assert [w.text.strip() for w, _ in asr._decode_buffer()] == ["couldst", "answer?'"]
+    asr = _asr(_ScriptedWhisper([]), vad=True)
+    asr._voiced = [[0.0, 1.0]]
+    decoded = [(Word(0.5, 0.9, " answer?"), 0), (Word(2.5, 2.6, " so."), 0), (Word(0.2, 0.4, " Tom"), 0)]
+    kept = asr._voiced_words(decoded[:2]) + asr._voiced_words(decoded[2:] + decoded[1:2])
+    assert [w.text.strip() for w, _ in kept] == ["answer?", "Tom."]  # an unvoiced word's sentence end is kept
+
+
 def test_an_uncertain_final_decode_is_redone_with_the_full_window():
     short, full = [("old", 0.8, 1.1, 0.37), ("sposed", 1.1, 1.5, 0.54)], _says("ill disposed", t0=0.8)
     for prob, expect in ((0.5, ["ill", "disposed"]), (0.0, ["old", "sposed"])):
