@@ -150,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         raise SystemExit(f"{path}: not found (the dev kit is read from {KIT})")
     audio = load_audio(str(path))
-    res: dict[str, Any] = {"file": path.name, "threads": 1, "timer": "process CPU", "models": {}}
+    from audio import machine  # its sibling: the same host record as the audio benchmark's
+
+    res: dict[str, Any] = {"file": path.name, "threads": 1, "timer": "process CPU", "machine": machine(),
+                           "models": {}}
     for name in tqdm(args.asr, desc="models"):
         model = load_whisper(name, "cpu", "int8", 1)
         res["models"][name] = {"unit": unit_costs(model, audio, args.repeat),
@@ -179,8 +182,9 @@ def report(res: dict[str, Any]) -> str:
         rows.append(f"| {name} | {s['rtf']:.3f} | {sh['encode']:.0%} | {sh['generate']:.0%} | {sh['align']:.0%} | "
                     f"{n} | {s['tokens'].get('generated', 0) / n:.1f} | {s['tokens'].get('prompt', 0) / n:.1f} | "
                     f"{s['tokens'].get('full_window', 0)} |")
-    return "\n".join(rows) + f"\n({res['file']}, 1 thread, int8, process CPU time; stream: the defaults, a pass " \
-        "every 1.5 s of speech, 0.1 s blocks)"
+    cpu = res.get("machine", {}).get("cpu", "CPU not recorded")
+    return "\n".join(rows) + f"\n({res['file']}, 1 thread of {cpu}, int8, process CPU time; stream: the defaults, " \
+        "a pass every 1.5 s of speech, 0.1 s blocks)"
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ quieter (a quiet microphone), offline and streamed (and the peer, with ``--peer-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -63,6 +64,18 @@ SETTINGS = {
 }
 DEFAULT_SETTINGS = ["ours", "old-default"]
 OFFLINE_FAILS = 0.3  # files whose offline WER is above this are left out of the WER ratios
+
+
+def machine() -> dict:
+    """Cores, CPU model, Python and load: Whisper's cost per call differs ~1.6x between this project's 2-core
+    hosts (session 28: an AMD EPYC took 69 ms for tiny.en's 10 s encode where session 20's host took 42 ms), so
+    a run's RTF is only comparable with runs on the same CPU."""
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                 if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
 
 
 def files(kit: Path, samples: bool) -> list[tuple[str, str, Path, str]]:
@@ -376,14 +389,15 @@ def add_peer(rows: list[dict], todo: list[tuple], args: argparse.Namespace) -> s
 
 
 def report(rows: list[dict], labels: list[str], args: argparse.Namespace, blocks: list[float],
-           load: tuple) -> tuple[list[str], dict, dict]:
+           host: dict) -> tuple[list[str], dict, dict]:
     """The printed tables (per group and setting; offline's spread) and the summaries they come from."""
     groups = ("kit", "kit-approx", "kit-nonspeech", "samples",
               *(f"{g} {db:g} dB" for db in args.quiet_db for g in ("kit", "kit-nonspeech")))
     summary = {g: {s: v for s in labels if (v := summarize(rows, g, s))} for g in groups}
     summary = {g: v for g, v in summary.items() if v}
     lines = table(summary)
-    lines.append(f"(ASR {args.asr} int8, {os.cpu_count()} cores, load avg {load[0]:.1f} at start; compute = "
+    lines.append(f"(ASR {args.asr} int8, {host['cpus']} cores ({host['cpu']}), load avg {host['loadavg_start'][0]:.1f} at "
+                 f"start; compute = "
                  f"{'process CPU' if args.timer == 'cpu' else 'wall'} time; "
                  f"{'/'.join(f'{b:g}' for b in blocks)} s blocks on the simulated producer "
                  f"timeline; ratios leave out files with offline WER > {OFFLINE_FAILS}; targets: ratio <= 1.1, "
@@ -405,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
     blocks = args.block_s or [AudioAdapterConfig().block_s]
     timer = time.process_time if args.timer == "cpu" else time.perf_counter
-    load = os.getloadavg()
+    host = {**machine(), "loadavg_start": os.getloadavg()}
     todo = files(Path(args.kit), not args.no_samples)
     tmp_quiet = tempfile.TemporaryDirectory()
     todo += quieter(todo, args.quiet_db, Path(tmp_quiet.name))
@@ -420,11 +434,10 @@ def main(argv: list[str] | None = None) -> int:
             transcribe_offline(m, warm)
     rows = [measure(item, args, models, runs, timer) for item in tqdm(todo, desc="audio", file=sys.stderr)]
     labels = [label for label, *_ in runs] + ([add_peer(rows, todo, args)] if args.peer_venv else [])
-    lines, summary, spread = report(rows, labels, args, blocks, load)
+    lines, summary, spread = report(rows, labels, args, blocks, host)
     print("\n".join(lines))
     out = {"benchmark": "audio", "asr": args.asr, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": load,
-                       "loadavg_end": os.getloadavg()},
+           "machine": {**host, "loadavg_end": os.getloadavg()},
            "timer": args.timer, "threads": args.threads, "block_s": blocks,
            "settings": {k: SETTINGS[k] for k in args.settings},
            "summary": summary, "offline_spread": spread, "rows": rows}
