@@ -44,8 +44,9 @@ class PipelineConfig:
         default=True,
         metadata={"help": "read every chunk that queued up while the policy was busy in one prefill, then write "
                           "one thought (media-timed clocks and live input; instant file replay reads one by one). "
-                          "Off or on, chunks still unread when the stream's end is known are read with the end "
-                          "marker"},
+                          "On, chunks still unread when the stream's end is known are read with the end marker; "
+                          "off, every chunk is read on its own whatever the policy's speed (the eval schedule), "
+                          "and only the last one(s) with the end marker"},
     )
     deadline: bool = field(
         default=True,
@@ -268,7 +269,7 @@ class Scheduler:
             if self.q.closed and self.q.empty and (self.q.closed_at or 0.0) - now <= step:
                 self.clock.wait_until(self.q.closed_at or 0.0)
                 return True
-            return self._ended()
+            return self._end_reached()
         d = self.q.duration_hint
         if not self.q.closed and d and now >= d - 1e-3:
             with self.clock.idle():
@@ -280,6 +281,12 @@ class Scheduler:
         if not self.q.closed:
             return False
         return not self.clock.virtual or (self.q.closed_at or 0.0) <= self.clock.now() + 1e-9
+
+    def _end_reached(self) -> bool:
+        """The end is known and, with catch-up off, every chunk has been read. Catch-up off reads chunk by chunk
+        whatever the policy's speed: a slow step must not turn the chunks still queued into one end-of-stream
+        read, nor cut the thought on the one before (a loaded machine changed `adasr-mm eval`'s traces so)."""
+        return self._ended() and (self.catch_up or self.q.empty)
 
     def _next(self) -> list[tuple[float, TimedChunk]] | None:
         """The chunks to read now (waiting for one if none is there); None when the stream is over."""
@@ -321,7 +328,7 @@ class Scheduler:
         def check() -> str | None:
             if not self.timed:
                 return None
-            if self._ended():
+            if self._end_reached():
                 return "end"
             now = self.clock.now()
             if deadline is not None and now >= deadline and self.q.waiting(now if self.clock.virtual else None):

@@ -245,19 +245,24 @@ def test_chunks_read_as_the_stream_ends_get_no_thought(make_tiny_policy):
     assert not [v for v in result.format.violations if "cap hit" not in v and "chunk" in v]
 
 
-def test_the_eval_schedule_gives_a_stalled_run_the_trace_of_a_smooth_one(make_tiny_policy):
+@pytest.mark.parametrize("where", ["mid-stream", "near the end"])
+def test_the_eval_schedule_gives_a_stalled_run_the_trace_of_a_smooth_one(make_tiny_policy, where):
     """`adasr-mm eval` must not change a checkpoint's traces with the machine's load: with its schedule (no
-    catch-up, no deadline cuts, no forced skips) a 5 s stall mid-stream leaves the trace as it is without the
-    stall; with the live defaults the same stall changes it (chunks read together, a skip forced by lag)."""
+    catch-up, no deadline cuts, no forced skips) a 5 s stall leaves the trace as it is without the stall; with
+    the live defaults the same stall changes it (chunks read together, a skip forced by lag). Near the end, the
+    stall puts the consumer's clock past the stream's close with chunks still queued: a loaded CI run read them
+    with the end marker, without their thoughts (eval CLI and library one format point apart)."""
     from adasr_mm.training.config import load_train_config
     from adasr_mm.training.evaluate import _eval_config
 
     acfg = _eval_config(None, load_train_config(None, []))
     chunks = _chunks(20, every=0.5)  # the stall comes during chunk 1's thought; 10 s of stream to catch up in
 
+    calls = [0]
+
     def run(stall_at: int | None, cfg: PipelineConfig, max_lag_s: float) -> list[tuple]:
         policy = make_tiny_policy(max_thought_tokens=8, max_deep_tokens=4, max_answer_tokens=2)
-        calls = [0]
+        calls[0] = 0
 
         def stall(*_):
             calls[0] += 1
@@ -273,5 +278,6 @@ def test_the_eval_schedule_gives_a_stalled_run_the_trace_of_a_smooth_one(make_ti
                 if isinstance(e, ThoughtEvent | SkipEvent)] + [("answer", s.result.answer)]
 
     smooth = run(None, acfg.pipeline, acfg.session.max_lag_s)
-    assert run(12, acfg.pipeline, acfg.session.max_lag_s) == smooth
-    assert run(12, PipelineConfig(), 4.0) != run(None, PipelineConfig(), 4.0)
+    at = 12 if where == "mid-stream" else calls[0] - 24  # in the last chunks' thoughts (~2 s of stream left)
+    assert run(at, acfg.pipeline, acfg.session.max_lag_s) == smooth
+    assert run(at, PipelineConfig(), 4.0) != run(None, PipelineConfig(), 4.0)
