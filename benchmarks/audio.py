@@ -67,7 +67,7 @@ OFFLINE_FAILS = 0.3  # files whose offline WER is above this are left out of the
 
 
 def machine() -> dict:
-    """Cores, CPU model, Python and load: Whisper's cost per call differs ~1.6x between this project's 2-core
+    """Cores, CPU model and Python: Whisper's cost per call differs ~1.6x between this project's 2-core
     hosts (session 28: an AMD EPYC took 69 ms for tiny.en's 10 s encode where session 20's host took 42 ms), so
     a run's RTF is only comparable with runs on the same CPU."""
     cpu = platform.processor()
@@ -396,9 +396,9 @@ def report(rows: list[dict], labels: list[str], args: argparse.Namespace, blocks
     summary = {g: {s: v for s in labels if (v := summarize(rows, g, s))} for g in groups}
     summary = {g: v for g, v in summary.items() if v}
     lines = table(summary)
-    lines.append(f"(ASR {args.asr} int8, {host['cpus']} cores ({host['cpu']}), load avg {host['loadavg_start'][0]:.1f} at "
-                 f"start; compute = "
-                 f"{'process CPU' if args.timer == 'cpu' else 'wall'} time; "
+    lines.append(f"(ASR {args.asr} int8, {host['cpus']} cores ({host['cpu']}), load avg "
+                 f"{host['loadavg_start'][0]:.1f} at start; compute = {'process CPU' if args.timer == 'cpu' else 'wall'}"
+                 " time; "
                  f"{'/'.join(f'{b:g}' for b in blocks)} s blocks on the simulated producer "
                  f"timeline; ratios leave out files with offline WER > {OFFLINE_FAILS}; targets: ratio <= 1.1, "
                  "per file <= 1.3, latency avg <= 2.0 s, max <= 5 s, RTF <= 0.2, 0 hallucinated)")

@@ -256,7 +256,7 @@ def test_the_eval_schedule_gives_a_stalled_run_the_trace_of_a_smooth_one(make_ti
     from adasr_mm.training.evaluate import _eval_config
 
     acfg = _eval_config(None, load_train_config(None, []))
-    chunks = _chunks(20, every=0.5)  # the stall comes during chunk 1's thought; 10 s of stream to catch up in
+    chunks = _chunks(20, every=0.5)  # mid-stream: the stall comes in chunk 1's thought, 10 s before the end
 
     calls = [0]
 
