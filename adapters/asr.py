@@ -919,7 +919,7 @@ class StreamingASR:
             # continues it with a piece of the same word ("Mini" + "-Puns": no mark inside a word)
             mark, end = self._held_mark
             glued = len(kept) > 1 and not kept[1].text[:1].isspace()
-            if kept[0].start < end and kept[0].text.rstrip()[-1:] not in ".,;:?!-" and not glued:
+            if kept[0].start < end and kept[0].text.rstrip()[-1:] not in _CLOSING + "-" and not glued:
                 kept[0].text = kept[0].text.rstrip() + mark
             self._held_mark = None
         for w, b in hyp:
