@@ -219,6 +219,13 @@ class ASRConfig:
                           "word on it: Whisper sometimes skips most of the buffer or loops, and the words then "
                           "wait passes longer; 0 = never"},
     )
+    decode_tail: bool = field(
+        default=False,
+        metadata={"help": "let faster-whisper go on after a decode's last complete segment and decode the rest of "
+                          "the buffer on its own, unprompted (the old behaviour): in a stream that rest is a "
+                          "fraction of a second, where Whisper invents 'Okay.' or 'Thank you.', and it costs an "
+                          "encoder run; false = the next pass decodes it with context"},
+    )
 
     def __post_init__(self) -> None:
         self.hotwords = self.hotwords.strip()  # one normal form: Whisper's hint and the check on hinted segments
@@ -502,8 +509,9 @@ class StreamingVAD:
         return np.asarray(out, np.float32).reshape(-1)
 
 
-# -- a shorter encoder window -----------------------------------------------------------------------------------
-_WINDOW = threading.local()  # encoder frames for the current thread's decode (0 = Whisper's full 3000)
+# -- a shorter encoder window, one window a decode -----------------------------------------------------------------
+# per thread: the current decode's encoder frames (0 = Whisper's full 3000), and its limit of encoder runs (0 = none)
+_WINDOW = threading.local()
 
 
 def _install_window(model: Any) -> bool:
@@ -511,7 +519,8 @@ def _install_window(model: Any) -> bool:
 
     faster-whisper pads every window to 30 s before the encoder, whose cost dominates a streaming pass; the
     CTranslate2 encoder accepts a shorter input. The patch is per model instance and per thread (the model is
-    shared), and a no-op unless :func:`_encoder_window` is active. Returns False for models without ``encode``."""
+    shared), and a no-op unless :func:`_encoder_window` or :func:`first_window` is active. Returns False for models
+    without ``encode``."""
     if getattr(model, "_adasr_window", False):
         return True
     orig = getattr(model, "encode", None)
@@ -519,6 +528,10 @@ def _install_window(model: Any) -> bool:
         return False
 
     def encode(features: np.ndarray) -> Any:
+        if getattr(_WINDOW, "limit", 0):
+            _WINDOW.encodes += 1
+            if _WINDOW.encodes > _WINDOW.limit:
+                raise _NextWindow
         n = getattr(_WINDOW, "frames", 0)
         if n and features.shape[-1] > n:
             features = np.ascontiguousarray(features[..., :n])
@@ -536,6 +549,32 @@ def _encoder_window(seconds: float):
         yield
     finally:
         _WINDOW.frames = 0
+
+
+class _NextWindow(Exception):
+    """A decode limited to its first encoder window asked for another (see :func:`first_window`)."""
+
+
+def first_window(segments: Iterable[Any]) -> list[Any]:
+    """The segments faster-whisper decodes in its first encoder window, without the windows it goes on to.
+
+    After a decode's last complete segment faster-whisper seeks to that segment's last word and decodes what is
+    left on its own, unprompted. A streaming buffer's window holds all of it, so what is left is the buffer's
+    last fraction of a second: on sonnet 1 (tiny.en, a pass a second) 48 of 56 decodes went on to such a tail,
+    at the cost of an encoder run each, for "Okay.", "Thank you.", "make." or 40 dots, and once real words
+    (Whisper had stopped 4.5 s early). Those are for the next pass, decoded with the audio and text before them
+    (and a pass that leaves speech uncovered is decoded again: ``retry_uncovered_s``). Needs the encoder patch
+    (:func:`_install_window`); consumes ``segments``, which must be faster-whisper's lazy generator, fresh."""
+    _WINDOW.limit, _WINDOW.encodes = 1, 0
+    out: list[Any] = []
+    try:
+        for seg in segments:
+            out.append(seg)
+    except _NextWindow:
+        pass
+    finally:
+        _WINDOW.limit = 0
+    return out
 
 
 def window_for(audio_s: float, min_window_s: float) -> float:
@@ -641,6 +680,7 @@ class StreamingASR:
         self._timer = timer or time.perf_counter
         self.config = config or ASRConfig()
         self._windowed = self.config.min_window_s < 30 and _install_window(model)
+        self._one_window = not self.config.decode_tail and _install_window(model)
         # None = detect: each decode detects until words are committed, then their language is kept (a speaker's
         # language does not change mid-sentence, and per-pass detection costs an encoder run and can flip)
         self.language = check_language(model, self.config.language)
@@ -745,7 +785,8 @@ class StreamingASR:
                 hotwords=cfg.hotwords or None,
                 without_timestamps=False, max_new_tokens=cap,
             )
-            segments = list(segments)  # the generator decodes lazily: run it inside the window
+            # the generator decodes lazily: run it inside the window
+            segments = first_window(segments) if self._one_window else list(segments)
         self._decoded_language = getattr(info, "language", None)
         b0 = (start - lead) / SR
 

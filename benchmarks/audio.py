@@ -57,7 +57,8 @@ KIT = ROOT.parent / "shared" / "media" / "dev"
 
 SETTINGS = {
     "ours": {},
-    "old-default": {"warmup_s": 10.0, "min_window_s": 30.0, "min_speech_s": 0.0, "stock_phrase_filter": False},
+    "old-default": {"warmup_s": 10.0, "min_window_s": 30.0, "min_speech_s": 0.0, "stock_phrase_filter": False,
+                    "decode_tail": True},
     # the defaults at fixed pass intervals (opt-in): how far the transcript moves with the pass timing alone, which
     # the adaptive cadence sets from the machine's speed - one adaptive run is one draw from this spread
     **{f"fixed-{c:g}": {"cadence": "fixed", "min_chunk_s": c} for c in (1.0, 1.25, 1.5)},

@@ -195,3 +195,29 @@ def test_flush_keeps_the_last_sentence_at_a_fixed_pass_cadence(tiny):
     asr.finish()
     text = words_text(asr.committed)
     assert "garden" in text.lower() and "picks" in text.lower(), text
+
+
+def test_a_decode_stops_at_its_first_encoder_window(monkeypatch):
+    """faster-whisper goes on after a decode's last complete segment and decodes the rest of the buffer alone,
+    unprompted (in a stream: its last fraction of a second, where Whisper invents "Okay." or "Thank you."). The
+    stream's decodes stop at their first encoder window; the next pass decodes that rest with context."""
+    from faster_whisper import WhisperModel
+
+    encodes: list[int] = []
+    orig = WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode", lambda self, feats: encodes.append(1) or orig(self, feats))
+    model = load_whisper.__wrapped__("tiny.en")  # a fresh instance: the adapter's patch wraps the counting encode
+    meta = MANIFEST["apples.opus"]
+    audio = load_audio(AUDIO / "apples.opus")
+    out = {}
+    for decode_tail in (True, False):
+        encodes.clear()
+        asr = StreamingASR(model, ASRConfig(cadence="fixed", decode_tail=decode_tail))
+        for i in range(0, len(audio), TARGET_SR // 2):
+            asr.push(audio[i : i + TARGET_SR // 2])
+        asr.finish()
+        out[decode_tail] = (len(encodes), asr.stats.passes, words_text(asr.committed))
+    (tail_encodes, tail_decodes, tail_text), (encodes_now, decodes_now, text_now) = out[True], out[False]
+    assert tail_encodes > tail_decodes, out  # faster-whisper's own loop went on to a second window
+    assert encodes_now == decodes_now, out  # one encoder run a decode
+    assert wer(meta["text"], text_now) <= wer(meta["text"], tail_text), out
