@@ -679,8 +679,9 @@ class StreamingASR:
         self.model = model
         self._timer = timer or time.perf_counter
         self.config = config or ASRConfig()
-        self._windowed = self.config.min_window_s < 30 and _install_window(model)
-        self._one_window = not self.config.decode_tail and _install_window(model)
+        patched = _install_window(model)  # False for a model without faster-whisper's encode()
+        self._windowed = self.config.min_window_s < 30 and patched
+        self._one_window = not self.config.decode_tail and patched
         # None = detect: each decode detects until words are committed, then their language is kept (a speaker's
         # language does not change mid-sentence, and per-pass detection costs an encoder run and can flip)
         self.language = check_language(model, self.config.language)
