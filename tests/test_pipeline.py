@@ -250,7 +250,7 @@ def test_the_eval_schedule_gives_a_stalled_run_the_trace_of_a_smooth_one(make_ti
     """`adasr-mm eval` must not change a checkpoint's traces with the machine's load: with its schedule (no
     catch-up, no deadline cuts, no forced skips) a 5 s stall leaves the trace as it is without the stall; with
     the live defaults the same stall changes it (chunks read together, a skip forced by lag). Near the end, the
-    stall puts the consumer's clock past the stream's close with chunks still queued: a loaded CI run read them
+    stall puts the consumer's clock past the stream's close with chunks still queued: a loaded test run read them
     with the end marker, without their thoughts (eval CLI and library one format point apart)."""
     from adasr_mm.training.config import load_train_config
     from adasr_mm.training.evaluate import _eval_config
