@@ -348,7 +348,7 @@ def plot(paths: list[str], png: str, group: str = "kit") -> None:
             for name, s in d["summary"].get(group, {}).items():
                 if s.get(key) is not None and s["commit_latency_avg_s"] is not None:
                     ax.scatter([s["commit_latency_avg_s"]], [s[key]], color=color, zorder=3)
-                    ax.annotate(name.removesuffix(" t1"), (s["commit_latency_avg_s"], s[key]), fontsize=7,
+                    ax.annotate(name.replace(" t1", ""), (s["commit_latency_avg_s"], s[key]), fontsize=7,
                                 textcoords="offset points", xytext=(4, 3))
             ax.axhline(target, color=color, ls="--", lw=1, label=f"{key} target {target:g}x")
             self_ = (d.get("offline_spread", {}).get(group) or {}).get(
