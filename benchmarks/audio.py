@@ -298,7 +298,7 @@ def repeats(summary: dict) -> dict:
             for key, target in TARGETS.items():
                 vals = [s[key] for s in ss if s.get(key) is not None]
                 if vals:
-                    figs[key] = {"min": min(vals), "max": max(vals), "met": sum(v <= target for v in vals),
+                    figs[key] = {"min": min(vals), "max": max(vals), "met": sum(1 for v in vals if v <= target),
                                  "runs": len(vals), "target": target}
             out.setdefault(group, {})[base] = figs
     return out
@@ -492,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
            "summary": summary, "offline_spread": spread, "repeats": repeats(summary), "rows": rows}
     tmp_quiet.cleanup()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=1))
+    # numpy scalars (latencies, counts) as plain numbers: a 40-minute run must not be lost at its last line
+    Path(args.json).write_text(json.dumps(out, indent=1, default=lambda o: o.item()))
     print(f"wrote {args.json}", file=sys.stderr)
     return 0
 

@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 spec = importlib.util.spec_from_file_location("bench_audio", Path(__file__).resolve().parents[1] / "benchmarks"
@@ -119,12 +120,13 @@ def test_the_spread_table_reads_a_kit_offline_transcribes_perfectly() -> None:
 
 def test_repeated_runs_report_each_targets_range_and_how_many_runs_meet_it() -> None:
     """``--repeat``: the runs of one setting are pooled by label, a single-run setting and a group without the
-    figure are left out, and a run exactly at a target counts as meeting it."""
+    figure are left out, a run exactly at a target counts as meeting it, and the result is plain JSON."""
     def fig(ratio: float | None, mfr: float | None, rtf: float, lat_max: float) -> dict:
         return {"ratio": ratio, "max_file_ratio": mfr, "rtf": rtf, "commit_latency_avg_s": 1.7,
                 "commit_latency_max_s": lat_max, "hallucinated_chunks": 0}
 
-    summary = {"kit": {"ours t1": fig(1.07, 1.4, 0.176, 5.02), "old-default t1": fig(1.0, 1.3, 0.55, 11.3),
+    summary = {"kit": {"ours t1": fig(1.07, 1.4, 0.176, np.float64(5.02)),
+                       "old-default t1": fig(1.0, 1.3, 0.55, 11.3),
                        "ours t1 #2": fig(1.02, 1.3, 0.161, 4.16), "ours t1 #3": fig(1.12, 1.2, 0.21, 3.9)},
                "kit-nonspeech": {"ours t1": fig(None, None, 0.02, 0.0), "ours t1 #2": fig(None, None, 0.01, 0.0)}}
     reps = bench.repeats(summary)
@@ -134,6 +136,7 @@ def test_repeated_runs_report_each_targets_range_and_how_many_runs_meet_it() -> 
     assert kit["max_file_ratio"]["met"] == 2 and kit["commit_latency_max_s"]["met"] == 2
     assert kit["rtf"]["met"] == 2 and kit["hallucinated_chunks"]["met"] == 3
     assert "ratio" not in reps["kit-nonspeech"]["ours t1"]
+    assert json.loads(json.dumps(reps)) == reps  # stored with the run (latencies come as numpy floats)
     lines = bench.repeat_lines(reps)
     assert lines[2].startswith("| kit | ours t1 (3) | 1.02 - 1.12, 2/3 | 1.2 - 1.4, 2/3 |")
     assert lines[3].startswith("| kit-nonspeech | ours t1 (2) | - | - | 0.01 - 0.02, 2/2 |")
