@@ -344,7 +344,8 @@ def plot(paths: list[str], png: str, group: str = "kit") -> None:
     fig, axes = plt.subplots(1, len(paths), figsize=(5.5 * len(paths), 4.2), squeeze=False)
     for ax, path in zip(axes[0], paths, strict=True):
         d = json.loads(Path(path).read_text())
-        for key, target, color in (("ratio", 1.1, "C0"), ("max_file_ratio", 1.3, "C3")):
+        for key, color in (("ratio", "C0"), ("max_file_ratio", "C3")):
+            target = TARGETS[key]
             for name, s in d["summary"].get(group, {}).items():
                 if s.get(key) is not None and s["commit_latency_avg_s"] is not None:
                     ax.scatter([s["commit_latency_avg_s"]], [s[key]], color=color, zorder=3)
@@ -356,7 +357,8 @@ def plot(paths: list[str], png: str, group: str = "kit") -> None:
             if self_ and None not in self_.values():
                 ax.axhspan(min(self_.values()), max(self_.values()), color=color, alpha=0.15,
                            label=f"{key}: offline vs itself (shifts)")
-        ax.axvline(2.0, color="grey", ls=":", lw=1, label="latency target 2 s")
+        lat = TARGETS["commit_latency_avg_s"]
+        ax.axvline(lat, color="grey", ls=":", lw=1, label=f"latency target {lat:g} s")
         ax.set_title(f"{d['asr']}: {group}, {d['date'][:10]}")
         ax.set_xlabel("commit latency avg s")
         ax.set_ylabel("stream WER x offline (blue: pooled, red: worst file)")
@@ -435,8 +437,9 @@ def add_peer(rows: list[dict], todo: list[tuple], args: argparse.Namespace) -> s
 
 
 def report(rows: list[dict], labels: list[str], args: argparse.Namespace, blocks: list[float],
-           host: dict) -> tuple[list[str], dict, dict]:
-    """The printed tables (per group and setting; offline's spread) and the summaries they come from."""
+           host: dict) -> tuple[list[str], dict, dict, dict]:
+    """The printed tables (per group and setting; offline's spread; repeated runs) and the summaries they come
+    from."""
     groups = ("kit", "kit-approx", "kit-nonspeech", "samples",
               *(f"{g} {db:g} dB" for db in args.quiet_db for g in ("kit", "kit-nonspeech")))
     summary = {g: {s: v for s in labels if (v := summarize(rows, g, s))} for g in groups}
@@ -453,7 +456,7 @@ def report(rows: list[dict], labels: list[str], args: argparse.Namespace, blocks
         lines += ["", *spread_lines(spread, summary)]
     if reps := repeats(summary):
         lines += ["", *repeat_lines(reps)]
-    return lines, summary, spread
+    return lines, summary, spread, reps
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,13 +486,13 @@ def main(argv: list[str] | None = None) -> int:
             transcribe_offline(m, warm)
     rows = [measure(item, args, models, runs, timer) for item in tqdm(todo, desc="audio", file=sys.stderr)]
     labels = [label for label, *_ in runs] + ([add_peer(rows, todo, args)] if args.peer_venv else [])
-    lines, summary, spread = report(rows, labels, args, blocks, host)
+    lines, summary, spread, reps = report(rows, labels, args, blocks, host)
     print("\n".join(lines))
     out = {"benchmark": "audio", "asr": args.asr, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
            "machine": {**host, "loadavg_end": os.getloadavg()},
            "timer": args.timer, "threads": args.threads, "block_s": blocks,
            "settings": {k: SETTINGS[k] for k in args.settings},
-           "summary": summary, "offline_spread": spread, "repeats": repeats(summary), "rows": rows}
+           "summary": summary, "offline_spread": spread, "repeats": reps, "rows": rows}
     tmp_quiet.cleanup()
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     # numpy scalars (latencies, counts) as plain numbers: a 40-minute run must not be lost at its last line
