@@ -2,10 +2,10 @@
 
 Per file and setting: offline faster-whisper WER (whole file, same model), streaming WER, commit latency (commit
 time minus the word's end time, avg over words and max) on a simulated producer timeline, RTF (ASR compute /
-audio), and hallucinated chunks (chunks none of whose words is in the reference; on the kit's non-speech files
-every chunk is one). Timeline: a block (``--block-s``; default the file replay's) becomes available at its media
-time; the ASR handles it at max(arrival, end of the previous work) + its measured compute, as the producer
-thread of the live pipeline does.
+audio), and hallucinated chunks (chunks none of whose words is in the reference, a numeral's digits counting as
+words; on the kit's non-speech files every chunk is one). Timeline: a block (``--block-s``; default the file
+replay's) becomes available at its media time; the ASR handles it at max(arrival, end of the previous work) + its
+measured compute, as the producer thread of the live pipeline does.
 
 Compute is measured as this process's CPU time by default (``--timer cpu``): with Whisper on 1 thread that is
 what one free core would take, and it does not swing with what the other users of a shared machine run. ``--timer
@@ -139,12 +139,19 @@ class ComputeClock:
         self._offset += max(0.0, t - self.now())
 
 
-def hallucinated(chunks: list[str], reference: str) -> int:
-    """Chunks none of whose words occurs in the reference (every chunk, if the reference is empty)."""
+def _word_set(text: str) -> set[str]:
+    """Normalised words, a numeral also as its digits: a code read digit by digit ("nine oh two one oh") is
+    what Whisper writes as "90210", so that chunk matches the spoken reference's words instead of none."""
     from adasr_mm.adapters.asr import normalize_words
 
-    ref = set(normalize_words(reference))
-    return sum(1 for c in chunks if normalize_words(c) and not ref & set(normalize_words(c)))
+    words = normalize_words(text)
+    return set(words) | {d for w in words if w.isdigit() for d in w}
+
+
+def hallucinated(chunks: list[str], reference: str) -> int:
+    """Chunks none of whose words occurs in the reference (every chunk, if the reference is empty)."""
+    ref = _word_set(reference)
+    return sum(1 for c in chunks if _word_set(c) and not ref & _word_set(c))
 
 
 def stream_file(path: Path, asr_cfg, model, timer, block_s: float) -> dict:  # noqa: ANN001

@@ -140,3 +140,12 @@ def test_repeated_runs_report_each_targets_range_and_how_many_runs_meet_it() -> 
     lines = bench.repeat_lines(reps)
     assert lines[2].startswith("| kit | ours t1 (3) | 1.02 - 1.12, 2/3 | 1.2 - 1.4, 2/3 |")
     assert lines[3].startswith("| kit-nonspeech | ours t1 (2) | - | - | 0.01 - 0.02, 2/2 |")
+
+
+def test_a_numeral_read_digit_by_digit_is_not_a_hallucinated_chunk() -> None:
+    # the kit's vosk digits: Whisper writes the spoken code as numerals, which share no word with the reference
+    ref = "one zero zero zero one nine oh two one oh zero one eight zero three"
+    assert bench.hallucinated(["1,001", "90210", "01803"], ref) == 0
+    # an invented sentence, and an invented number whose digits were not spoken, still count
+    assert bench.hallucinated(["Thank you.", "90210", "4567"], ref) == 2
+    assert bench.hallucinated(["Thank you."], "") == 1
