@@ -151,7 +151,7 @@ def _word_set(text: str) -> set[str]:
 def hallucinated(chunks: list[str], reference: str) -> int:
     """Chunks none of whose words occurs in the reference (every chunk, if the reference is empty)."""
     ref = _word_set(reference)
-    return sum(1 for c in chunks if _word_set(c) and not ref & _word_set(c))
+    return sum(1 for words in map(_word_set, chunks) if words and not ref & words)
 
 
 def stream_file(path: Path, asr_cfg, model, timer, block_s: float) -> dict:  # noqa: ANN001
