@@ -672,6 +672,7 @@ class StreamingASR:
     PAD_S = 0.3  # silence kept before an utterance onset / after its last voiced frame
     TAIL_S = 0.7  # speech a flush decode may leave uncovered (beyond the closing pause) before it is re-decoded
     CONTEXT_S = 1.0  # audio before the uncovered rest decoded with it
+    COVER_PROB = 0.1  # a word less probable than this does not count as covering speech (_uncovered_s)
 
     def __init__(self, model: Any, config: ASRConfig | None = None, timer: Callable[[], float] | None = None):
         """``timer`` measures compute (stats, adaptive cadence): wall time by default; a benchmark on a shared
@@ -877,11 +878,15 @@ class StreamingASR:
         return not weak
 
     def _uncovered_s(self, hyp: list[tuple[Word, int]]) -> float:
-        """Seconds of VAD speech after the last committed word that no word of ``hyp`` lies on (+-0.2 s)."""
+        """Seconds of VAD speech after the last committed word that no word of ``hyp`` lies on (+-0.2 s).
+
+        A word under ``COVER_PROB`` covers nothing: a collapsed decode can write one stray word stretched over the
+        speech it skipped ("not", p 0.01, over 1.4 s of "for where is she so fair" in sonnet 3), which hid the
+        collapse from the retry and held those words back 5.3 s."""
         t0 = self.committed[-1].end if self.committed else self._to_stream(0.0)
         spans: list[list[float]] = []
         for w, _ in hyp:
-            if w.end > t0:
+            if w.end > t0 and w.probability >= self.COVER_PROB:
                 a, b = max(t0, w.start - 0.2), w.end + 0.2
                 if spans and a <= spans[-1][1]:
                     spans[-1][1] = max(spans[-1][1], b)

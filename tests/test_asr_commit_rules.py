@@ -130,6 +130,17 @@ def test_a_collapsed_decode_is_retried_without_the_prompt():
         assert len(asr._hyp) == (7 if calls == 2 else 1)
 
 
+def test_a_stray_improbable_word_stretched_over_the_speech_does_not_hide_a_collapse():
+    # a collapsed decode's one word, timed over all 5.6 s of speech: only a word Whisper believes covers them
+    for prob, calls in ((0.01, 2), (0.9, 1)):
+        model = _ScriptedWhisper([("not", 0.2, 5.8, prob)], _says("whose fresh repair now thou not renewest"))
+        asr = _asr(model, min_chunk_s=10, retry_uncovered_s=1.5, first_commit_prob=0)
+        _feed(asr, 6)
+        asr._pass(flush=False)
+        assert asr.stats.uncovered_retries == calls - 1
+        assert len(asr._hyp) == (7 if calls == 2 else 1)
+
+
 def test_new_words_are_aligned_on_the_committed_text_not_only_on_time():
     asr = _asr(_ScriptedWhisper([]))
     asr.committed = [Word(14.0 + 0.4 * i, 14.3 + 0.4 * i, " " + w) for i, w in enumerate("your seat".split())]
