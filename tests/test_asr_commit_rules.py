@@ -193,7 +193,7 @@ def test_a_full_window_redo_that_stops_early_is_not_taken():
     said[3] = ("disdain", 1.1, 1.4, 0.2)  # the uncertain word that makes the flush redo the decode
     stopped = said[:3] + [("distains", 1.1, 1.5, 0.29), ("the", 1.5, 3.6, 0.99)]  # "the" swallows the rest
     model = _ScriptedWhisper(said, stopped)
-    asr = _asr(model, min_chunk_s=10)
+    asr = _asr(model, min_chunk_s=10, flush_full_window_prob=0.3)
     _feed(asr, 3)
     assert [w.norm for w in asr.finish().words] == [w for w, *_ in said]
     assert asr.stats.full_window_retries == 1
