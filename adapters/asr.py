@@ -184,8 +184,8 @@ class ASRConfig:
         default=0.0,
         metadata={"help": "decode an utterance's final pass again with Whisper's full 30 s window when one of "
                           "its new words has a probability below this (0 = never, the default since session 32: "
-                          "on the dev kit the redo no longer reads fewer errors, and its ~0.6 s (tiny.en) was "
-                          "the longest commit wait)"},
+                          "on the dev kit the redo no longer reads fewer errors, and its 0.6-1.0 s of compute "
+                          "(tiny.en) was what held the longest commit waits near 5 s)"},
     )
     flush_hold_prob: float = field(
         default=0.9,
