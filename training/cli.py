@@ -79,6 +79,9 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default="base",
                    help="starting checkpoint to compare with (base = the untrained embedded model, '' = none)")
     p.add_argument("--output", help="write the results as JSON")
+    p.add_argument("--asr-style", type=float, default=0.0, metavar="P",
+                   help="rewrite the held-out text chunks as streaming ASR writes them: each chunk loses its "
+                        "closing mark, its capital, its digits (as words), each with probability P (0 = as is)")
 
 
 def run_eval(a: argparse.Namespace) -> int:
@@ -89,12 +92,14 @@ def run_eval(a: argparse.Namespace) -> int:
         raise ConfigError(f"--checkpoint {a.checkpoint!r} is not a directory (or 'default' / 'base')")
     if a.n < 1:
         raise ConfigError(f"--n must be >= 1, got {a.n}")
+    if not 0 <= a.asr_style <= 1:
+        raise ConfigError(f"--asr-style must be in [0, 1], got {a.asr_style}")
     from .evaluate import evaluate_and_print
 
     modes = ("stream", "read-then-think") if a.mode == "both" else (a.mode,)
     evaluate_and_print(a.checkpoint, cfg, a.n, Path(a.output) if a.output else None,
                        baseline=a.baseline or None,
-                       modes=modes, with_baseline=a.baseline != "")
+                       modes=modes, with_baseline=a.baseline != "", asr_style=a.asr_style)
     return 0
 
 

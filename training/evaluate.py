@@ -77,11 +77,17 @@ def evaluate_agent(agent: Any, samples: list[Any], mode: str = "stream", label: 
 
 
 def evaluate_and_print(checkpoint: str, cfg: Any, n: int, out: Path | None = None, baseline: str | None = None,
-                       modes: tuple[str, ...] = ("stream", "read-then-think"), with_baseline: bool = True
-                       ) -> dict[str, Any]:
+                       modes: tuple[str, ...] = ("stream", "read-then-think"), with_baseline: bool = True,
+                       asr_style: float = 0.0) -> dict[str, Any]:
+    """``asr_style`` > 0: the held-out text chunks rewritten as streaming ASR writes them (each change with this
+    probability, :mod:`.asr_style`), to measure how much a policy leans on periods, capitals and digits."""
+    from .asr_style import asr_style_sample
     from .pipeline import load_run_samples
 
     samples = load_run_samples(cfg, "test", n)
+    if asr_style > 0:
+        samples = [asr_style_sample(s, s.chunks, cfg.train.seed, asr_style) if s.modality == "text" else s
+                   for s in samples]
     results: dict[str, Any] = {}
     models = [("trained", checkpoint)] + ([("start", baseline)] if with_baseline else [])
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -99,6 +105,7 @@ def evaluate_and_print(checkpoint: str, cfg: Any, n: int, out: Path | None = Non
               + " |")
     if out is not None:  # per-sample rows too: a later run can be checked stream by stream
         meta = {"data": cfg.train.data, "modality": cfg.train.modality, "n": len(samples),
+                "asr_style": asr_style, "asr_style_seed": cfg.train.seed,
                 "caps": [cfg.rl.max_thought_tokens, cfg.rl.max_deep_tokens, cfg.rl.max_answer_tokens]}
         out.write_text(json.dumps({**results, "meta": meta, "per_sample": rows}, indent=1))
     return results

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,13 @@ class SFTStageConfig:
                           "of samples that have teacher_rtt: the same model then serves both modes, and its "
                           "streaming deep phase learns to be short because the stream already did the work"},
     )
+    asr_style_fraction: float = field(
+        default=0.0,
+        metadata={"help": "add a second streaming trace for this fraction of the text samples, its chunks written "
+                          "as streaming ASR often writes them (each chunk: closing mark dropped, lower-case start, "
+                          "numbers as words, each with probability 0.5), so a chunk without its period is still "
+                          "read as a sentence (training/asr_style.py)"},
+    )
     marker_lr_multiplier: float = field(
         default=20.0,
         metadata={"help": "the protocol-token embedding rows (new, mean-initialised) take steps this many "
@@ -96,6 +104,8 @@ class SFTStageConfig:
             raise ValueError(f"marker_lr_multiplier must be >= 1, got {self.marker_lr_multiplier}")
         if not 0 <= self.end_read_fraction <= 1:
             raise ValueError(f"end_read_fraction must be in [0, 1], got {self.end_read_fraction}")
+        if not 0 <= self.asr_style_fraction <= 1:
+            raise ValueError(f"asr_style_fraction must be in [0, 1], got {self.asr_style_fraction}")
         if not 0 <= self.rtt_fraction <= 1:
             raise ValueError(f"rtt_fraction must be in [0, 1], got {self.rtt_fraction}")
         if not 0 <= self.warmup_ratio < 1:
@@ -198,6 +208,7 @@ def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStag
     n_rtt = round(config.rtt_fraction * len(with_rtt))
     n_end = round(config.end_read_fraction * len(samples))
     traces = [(s, False, i < n_end) for i, s in enumerate(samples)] + [(s, True, False) for s in with_rtt[:n_rtt]]
+    traces += _asr_style_traces(traces, config)
     for s, rtt, end_read in traces:
         ids, mask = teacher_trace(s, protocol, config.generic_thought, config.generic_deep, rtt=rtt,
                                   end_read=end_read)
@@ -211,6 +222,18 @@ def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStag
         log.warning("%d of %d traces exceed max_length=%d and lose their end (raise max_length)",
                     too_long, len(traces), config.max_length)
     return Dataset.from_dict(rows)
+
+
+def _asr_style_traces(traces: list[tuple[Sample, bool, bool]], config: SFTStageConfig
+                      ) -> list[tuple[Sample, bool, bool]]:
+    """ASR-style copies of ``asr_style_fraction`` of the text streaming traces (a seeded choice), each keeping
+    its original's end-of-stream layout."""
+    from .asr_style import asr_style_sample
+
+    text = [(s, end) for s, rtt, end in traces if not rtt and s.modality == "text"]
+    n = round(config.asr_style_fraction * len(text))
+    picked = random.Random(config.seed).sample(text, n)
+    return [(asr_style_sample(s, sample_chunks(s), config.seed), False, end) for s, end in picked]
 
 
 class MarkerRowBoost(TrainerCallback):
