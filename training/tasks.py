@@ -384,8 +384,9 @@ def bundled_video_samples() -> list[Sample]:
 
 
 #: Without espeak-ng the built-in audio task falls back to the committed recordings in ``samples/audio``, split
-#: once and for all so that no recording is ever both trained on and evaluated on.
-BUNDLED_AUDIO_SPLITS = {"train": ("apples.opus", "train.opus", "bakery.opus"), "test": ("pauses.flac",)}
+#: once and for all so that no recording is ever both trained on and evaluated on. ``apples.opus`` is ``make
+#: demo``'s input, so it is held out: the shipped default must not have seen the demo.
+BUNDLED_AUDIO_SPLITS = {"train": ("train.opus", "bakery.opus", "pauses.flac"), "test": ("apples.opus",)}
 
 
 def bundled_spoken_split(split: str, n: int) -> list[Sample]:
