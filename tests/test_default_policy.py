@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 N_CHECK = 16  # held-out streams re-evaluated here (of the 32 in eval.json): ~1 min on 2 cores
 
 
-def _recorded() -> dict:
-    return json.loads((default_policy_dir() / "eval.json").read_text())
+def _recorded(name: str = "eval.json") -> dict:
+    return json.loads((default_policy_dir() / name).read_text())
 
 
 def test_shipped_adapter_is_small_and_the_default():
@@ -39,20 +39,25 @@ def test_loading_the_default_policy_warns_nothing():
 
 
 @pytest.mark.slow
-def test_shipped_adapter_keeps_its_recorded_held_out_accuracy():
+@pytest.mark.parametrize("recorded", ["eval.json", "eval-asr-style.json"])
+def test_shipped_adapter_keeps_its_recorded_held_out_accuracy(recorded: str):
     """Re-run the first held-out streams of ``eval.json`` (same data, caps and greedy decoding): accuracy and
     answers must match what was recorded when the adapter was trained, so a change that breaks the policy (the
-    loader, the protocol, the session) fails here."""
+    loader, the protocol, the session) fails here. ``eval-asr-style.json``: the same streams with every chunk as
+    streaming ASR may write it (no closing mark, lower case, number words), which the policy was trained to read."""
+    from adasr_mm.training.asr_style import asr_style_sample
     from adasr_mm.training.config import load_train_config
     from adasr_mm.training.evaluate import evaluate
     from adasr_mm.training.pipeline import load_run_samples
 
-    rec = _recorded()
+    rec = _recorded(recorded)
     meta = rec["meta"]
     caps = dict(zip(("max_thought_tokens", "max_deep_tokens", "max_answer_tokens"), meta["caps"], strict=True))
     cfg = load_train_config(None, [f"train.data={meta['data']}", f"train.modality={meta['modality']}",
                                    *(f"rl.{k}={v}" for k, v in caps.items())])
     samples = load_run_samples(cfg, "test", N_CHECK)
+    if meta.get("asr_style"):
+        samples = [asr_style_sample(s, s.chunks, meta["asr_style_seed"], meta["asr_style"]) for s in samples]
     want = rec["per_sample"]["trained/stream"][:N_CHECK]
     assert [s.id for s in samples] == [r["id"] for r in want]
     rows: list[dict] = []
