@@ -82,8 +82,8 @@ class SFTStageConfig:
         default=0.0,
         metadata={"help": "add a second streaming trace for this fraction of the text samples, its chunks written "
                           "as streaming ASR often writes them (each chunk: closing mark dropped, lower-case start, "
-                          "numbers as words, each with probability 0.5), so a chunk without its period is still "
-                          "read as a sentence (training/asr_style.py)"},
+                          "numbers as words, each with probability 0.5; neighbours merged with probability 0.25), so "
+                          "a chunk without its period is still read as a sentence (training/asr_style.py)"},
     )
     marker_lr_multiplier: float = field(
         default=20.0,
