@@ -1237,9 +1237,9 @@ def words_text(words: Iterable[Word]) -> str:
     return "".join(w.text for w in words).strip()
 
 
-_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+UNIT_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
           "seventeen eighteen nineteen").split()
-_TENS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
+TENS_WORDS = {w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if i > 1}
 
 
 def normalize_words(text: str) -> list[str]:
@@ -1250,14 +1250,14 @@ def normalize_words(text: str) -> list[str]:
     i = 0
     while i < len(words):
         w = words[i]
-        if w in _TENS:
-            val = _TENS[w]
-            if i + 1 < len(words) and words[i + 1] in _UNITS[1:10]:
-                val += _UNITS.index(words[i + 1])
+        if w in TENS_WORDS:
+            val = TENS_WORDS[w]
+            if i + 1 < len(words) and words[i + 1] in UNIT_WORDS[1:10]:
+                val += UNIT_WORDS.index(words[i + 1])
                 i += 1
             out.append(str(val))
-        elif w in _UNITS:
-            out.append(str(_UNITS.index(w)))
+        elif w in UNIT_WORDS:
+            out.append(str(UNIT_WORDS.index(w)))
         else:
             out.append(w)
         i += 1

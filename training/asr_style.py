@@ -18,23 +18,22 @@ import dataclasses
 import random
 import re
 
+from adasr_mm.adapters.asr import TENS_WORDS, UNIT_WORDS
 from adasr_mm.chunks import TimedChunk
 
 from .sample import Sample
 
-_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-          "seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_TENS = {v: w for w, v in TENS_WORDS.items()}  # 20 -> "twenty": the words the WER normaliser reads back
 _CLOSING = ".!?;:"
 
 
 def number_words(n: int) -> str:
     """0-99 as Whisper spells them ("21" -> "twenty-one"); other numbers stay digits (it writes those as digits)."""
     if 0 <= n < 20:
-        return _UNITS[n]
+        return UNIT_WORDS[n]
     if 20 <= n < 100:
         tens, unit = divmod(n, 10)
-        return _TENS[tens] + (f"-{_UNITS[unit]}" if unit else "")
+        return _TENS[10 * tens] + (f"-{UNIT_WORDS[unit]}" if unit else "")
     return str(n)
 
 
