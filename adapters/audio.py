@@ -2,7 +2,8 @@
 
 One object, :class:`AudioStream`, serves a microphone (``push(samples, sample_rate)`` from any source at any rate)
 and a file (:class:`AudioSource` replays the file as pushes at media time), so both take the same code path.
-Committed words become a chunk at a sentence end, an utterance end (pause), or after ``max_chunk_s``.
+Committed words become a chunk at a sentence end (also one Whisper left unpunctuated, see :func:`opens_sentence`),
+an utterance end (pause), or after ``max_chunk_s``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ class AudioAdapterConfig:
                           "1.1-1.2 s)"},
     )
     max_duration_s: float = field(default=0.0, metadata={"help": "stop reading files after this long (0 = all)"})
+    split_at_openers: bool = field(
+        default=True,
+        metadata={"help": "also close a chunk before a capitalised sentence opener ('And', 'The', 'He', ...) that "
+                          "follows a word without a closing mark: Whisper often leaves out the period between two "
+                          "sentences but still capitalises the second, and a chunk with two updates in it is where "
+                          "the 135M default policy writes only the first"},
+    )
 
     def __post_init__(self) -> None:
         if not self.max_chunk_s > 0:
@@ -42,6 +50,20 @@ class AudioAdapterConfig:
             raise ValueError(f"min_chunk_words must be >= 1, got {self.min_chunk_words}")
         if self.max_duration_s < 0:
             raise ValueError(f"max_duration_s must be >= 0, got {self.max_duration_s}")
+
+
+# Words Whisper capitalises only at a sentence start (names, "I" and titles are left out: they are capitalised
+# anywhere). Closed-class words, so the list does not grow with the vocabulary of the speech.
+SENTENCE_OPENERS = frozenset(
+    "A An The And But So Then Or Yet He She It They We You There This That These Those His Her Its Their Our My "
+    "Your At In On After Later When While If Now Next Finally Meanwhile Each Every Some".split())
+
+
+def opens_sentence(prev: Word, word: Word) -> bool:
+    """Does ``word`` start a sentence whose period Whisper left out ("... more apples And his sister ...")?"""
+    first = word.text.strip().strip("\"'(")
+    head = first.rstrip(".,?!;:\"')")
+    return head in SENTENCE_OPENERS and prev.text.rstrip()[-1:] not in ".?!,;:-"
 
 
 class WordChunker:
@@ -63,6 +85,10 @@ class WordChunker:
     def add(self, words: list[Word], utterance_end: bool = False) -> list[TimedChunk]:
         out: list[TimedChunk] = []
         for w in words:
+            if self.config.split_at_openers and len(self._words) >= self.config.min_chunk_words \
+                    and opens_sentence(self._words[-1], w):
+                out.append(self._emit(self._words))
+                self._words = []
             self._words.append(w)
             long = self._words[-1].end - self._words[0].start >= self.config.max_chunk_s
             sentence = w.ends_sentence and len(self._words) >= self.config.min_chunk_words

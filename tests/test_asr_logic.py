@@ -77,6 +77,18 @@ def test_chunker_cuts_at_sentences_pauses_and_max_duration():
     assert [c.text for c in ch.flush()] == ["Ok."]
 
 
+def test_chunker_cuts_before_a_sentence_whisper_left_unpunctuated():
+    text = "At the market he buys three more apples And his sister eats two of the apples."
+    ch = WordChunker(AudioAdapterConfig(), source="x.wav")
+    assert [c.text for c in ch.add(words(text))] == ["At the market he buys three more apples",
+                                                     "And his sister eats two of the apples."]
+    # a name, "I", a word after a comma and a too-short start stay inside the chunk
+    for keep in ("Later Tom picks four apples and then I eat one.", "He buys apples, And more.", "Oh The dog."):
+        assert [c.text for c in ch.add(words(keep))] == [keep]
+    off = WordChunker(AudioAdapterConfig(split_at_openers=False))
+    assert [c.text for c in off.add(words(text))] == [text]
+
+
 def test_bad_asr_config_values():
     with pytest.raises(ValueError, match="min_chunk_s"):
         ASRConfig(min_chunk_s=0)
