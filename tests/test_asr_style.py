@@ -80,5 +80,12 @@ def test_sft_adds_asr_style_copies_of_that_share_of_the_text_traces(make_tiny_po
     clean, styled = (p.decode([t for r in part for t in r]) for part in (rows[:8], rows[8:]))
     assert sum(ch == "." for ch in styled) < sum(ch == "." for ch in clean)
     assert " = " in styled  # the thoughts are the teacher's
+    # asr_style_p sets how much the copies change: not at all at 0
+    for prob, identical in ((0.0, True), (1.0, False)):
+        rows = build_sft_dataset(samples, p, SFTStageConfig(rtt_fraction=0, asr_style_fraction=1.0,
+                                                            asr_style_p=prob))["input_ids"]
+        assert (sorted(rows[8:]) == sorted(rows[:8])) is identical
     with pytest.raises(ValueError, match="asr_style_fraction"):
         SFTStageConfig(asr_style_fraction=1.5)
+    with pytest.raises(ValueError, match="asr_style_p"):
+        SFTStageConfig(asr_style_p=-0.1)
