@@ -15,6 +15,7 @@ import pytest
 from adasr_mm.adapters.asr import (
     ASRConfig,
     StreamingASR,
+    Word,
     load_whisper,
     transcribe_offline,
     wer,
@@ -221,3 +222,31 @@ def test_a_decode_stops_at_its_first_encoder_window(monkeypatch):
     assert tail_encodes > tail_decodes, out  # faster-whisper's own loop went on to a second window
     assert encodes_now == decodes_now, out  # one encoder run a decode
     assert wer(meta["text"], text_now) <= wer(meta["text"], tail_text), out
+
+
+def test_a_sentence_whisper_ran_on_without_its_period_gets_its_own_chunk(tiny):
+    # apples.opus at a pass every 1.25 s: Whisper has written "... three more apples And his sister eats two ...",
+    # two updates in one chunk, where the 135M default policy reads only the first. The same committed words go
+    # through a chunker with the split and one without it.
+    from adasr_mm.adapters.audio import AudioAdapterConfig, WordChunker, opens_sentence
+
+    asr = StreamingASR(tiny, ASRConfig(cadence="fixed", min_chunk_s=1.25))
+    split, joined = WordChunker(), WordChunker(AudioAdapterConfig(split_at_openers=False))
+    chunks: dict[str, list] = {"split": [], "joined": []}
+    for block in iter_audio_blocks(AUDIO / "apples.opus", 0.1):
+        u = asr.push(block)
+        chunks["split"] += split.add(u.words, u.utterance_end)
+        chunks["joined"] += joined.add(u.words, u.utterance_end)
+    u = asr.finish()
+    for name, ch in (("split", split), ("joined", joined)):
+        chunks[name] += ch.add(u.words, u.utterance_end) + ch.flush()
+
+    def run_on(cs: list) -> list[str]:  # chunks with an opener after an unmarked word inside them
+        pairs = ((a, b) for c in cs for a, b in zip(c.text.split(), c.text.split()[1:], strict=False))
+        return [f"{a} {b}" for a, b in pairs if opens_sentence(Word(0, 0, a), Word(0, 0, b))]
+
+    if not run_on(chunks["joined"]):
+        pytest.skip(f"Whisper punctuated every sentence on this machine: {[c.text for c in chunks['joined']]}")
+    assert run_on(chunks["split"]) == [], [c.text for c in chunks["split"]]
+    assert len(chunks["split"]) > len(chunks["joined"])
+    assert " ".join(c.text for c in chunks["split"]) == " ".join(c.text for c in chunks["joined"])
