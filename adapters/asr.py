@@ -308,6 +308,11 @@ class Word:
     def ends_sentence(self) -> bool:
         return self.text.strip().endswith((".", "?", "!"))
 
+    @property
+    def marked(self) -> bool:
+        """Ends with a closing mark or a hyphen: a clause ends here or the word goes on ("Mini-")."""
+        return self.text.rstrip().endswith(tuple(_CLOSING + "-"))
+
     def add_mark(self, mark: str) -> None:
         """Glue punctuation decoded apart from the word to it. A word keeps one closing mark: "answer?" followed
         by a bare "." (or a "." carried by a dropped word) stays "answer?", not "answer?."."""
@@ -967,7 +972,7 @@ class StreamingASR:
             # continues it with a piece of the same word ("Mini" + "-Puns": no mark inside a word)
             mark, end = self._held_mark
             glued = len(kept) > 1 and not kept[1].text[:1].isspace()
-            if kept[0].start < end and kept[0].text.rstrip()[-1:] not in _CLOSING + "-" and not glued:
+            if kept[0].start < end and not kept[0].marked and not glued:
                 kept[0].text = kept[0].text.rstrip() + mark
             self._held_mark = None
         for w, b in hyp:

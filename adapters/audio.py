@@ -63,7 +63,7 @@ def opens_sentence(prev: Word, word: Word) -> bool:
     """Does ``word`` start a sentence whose period Whisper left out ("... more apples And his sister ...")?"""
     first = word.text.strip().strip("\"'(")
     head = first.rstrip(".,?!;:\"')")
-    return head in SENTENCE_OPENERS and prev.text.rstrip()[-1:] not in ".?!,;:-"
+    return head in SENTENCE_OPENERS and not prev.marked
 
 
 class WordChunker:

@@ -81,7 +81,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", help="write the results as JSON")
     p.add_argument("--asr-style", type=float, default=0.0, metavar="P",
                    help="rewrite the held-out text chunks as streaming ASR writes them: each chunk loses its "
-                        "closing mark, its capital, its digits (as words), each with probability P (0 = as is)")
+                        "closing mark, its capital, its digits (as words), each with probability P, and neighbours "
+                        "merge with probability P/2 (0 = as is)")
 
 
 def run_eval(a: argparse.Namespace) -> int:
