@@ -39,12 +39,13 @@ def test_loading_the_default_policy_warns_nothing():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recorded", ["eval.json", "eval-asr-style.json"])
+@pytest.mark.parametrize("recorded", ["eval.json", "eval-asr-style.json", "eval-recall.json"])
 def test_shipped_adapter_keeps_its_recorded_held_out_accuracy(recorded: str):
     """Re-run the first held-out streams of ``eval.json`` (same data, caps and greedy decoding): accuracy and
     answers must match what was recorded when the adapter was trained, so a change that breaks the policy (the
     loader, the protocol, the session) fails here. ``eval-asr-style.json``: the same streams with every chunk as
-    streaming ASR may write it (no closing mark, lower case, number words), which the policy was trained to read."""
+    streaming ASR may write it (no closing mark, lower case, number words), which the policy was trained to read.
+    ``eval-recall.json``: fact-recall streams (``builtin:recall``), answered with a word of the stream."""
     from adasr_mm.training.asr_style import asr_style_sample
     from adasr_mm.training.config import load_train_config
     from adasr_mm.training.evaluate import evaluate
