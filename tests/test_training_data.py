@@ -18,7 +18,7 @@ from adasr_mm.config import load_config
 from adasr_mm.errors import ConfigError, InputError
 from adasr_mm.training import tasks
 from adasr_mm.training.data import check_answer, load_samples, load_streamingthinker_traces
-from adasr_mm.training.prepare import add_prepare_args, prepare, run_prepare
+from adasr_mm.training.prepare import BUILTIN_PREPARE_N, add_prepare_args, prepare, run_prepare
 from adasr_mm.training.sample import Sample
 from adasr_mm.training.tasks import (
     bundled_spoken_samples,
@@ -440,6 +440,9 @@ def test_prepare_cli(first_run, media, tmp_path, capsys):
     args = parser.parse_args(["--data", "builtin", "--modality", "text", "--n", "3", "--cache-dir", str(tmp_path)])
     assert run_prepare(args) == 0
     assert capsys.readouterr().out.startswith("prepared 3 samples (0 cached, 0 computed, 0 failed)")
+    for data in ("builtin:easy", "builtin:recall"):  # every built-in level takes the built-in default n
+        assert run_prepare(parser.parse_args(["--data", data, "--modality", "text", "--cache-dir", str(tmp_path)])) == 0
+        assert capsys.readouterr().out.startswith(f"prepared {BUILTIN_PREPARE_N} samples (0 cached")
     with pytest.raises(ConfigError, match="unexpected argument 'oops'"):
         run_prepare(parser.parse_args(["--data", "builtin", "oops"]))
 

@@ -203,7 +203,7 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``adasr-mm prepare``."""
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. asr.model=base")
     parser.add_argument("--data", required=True,
-                        help="builtin, a .jsonl/.json file, or a Hugging Face dataset directory / cached id")
+                        help="builtin[:easy|recall], a .jsonl/.json file, or a Hugging Face dataset directory / cached id")
     parser.add_argument("--modality", choices=("text", "audio", "video"), default=None,
                         help="modality of the samples (builtin: which task; files: every record must match); "
                              "video with run.modality=av also transcribes the soundtrack")
@@ -224,7 +224,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"unexpected argument {bad[0]!r}: overrides are key=value (pass data with --data)")
     cfg = load_config(args.config, args.overrides)
-    n = args.n if args.n is not None else (BUILTIN_PREPARE_N if args.data == "builtin" else None)
+    builtin = args.data.partition(":")[0] == "builtin"  # any level: builtin, builtin:easy, builtin:recall
+    n = args.n if args.n is not None else (BUILTIN_PREPARE_N if builtin else None)
     samples = load_samples(args.data, args.split, args.modality, n)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     report = prepare(samples, cfg, cache_dir, progress=not args.quiet)
