@@ -107,7 +107,7 @@ def _filler(rng: random.Random, people: list[str], attr: Attribute) -> str:
 
 
 def make_recall_problem(seed: int) -> Sample:
-    """A 3-7 sentence stream of facts and one question about a fact of one person; the answer is a word of the
+    """A 2-7 sentence stream of facts and one question about a fact of one person; the answer is a word of the
     stream. With probability 1/2 the asked fact changes later in the stream (the answer is the new value)."""
     rng = random.Random(f"recall:{seed}")
     target, other, third = rng.sample(PEOPLE, 3)
@@ -130,11 +130,10 @@ def make_recall_problem(seed: int) -> Sample:
         noise.append((rng.choice(b.facts).format(p=who, v=_value(rng, b, {target, other, third, who})), None))
     noise += [(_filler(rng, [target, third], attr), None) for _ in range(rng.randint(0, 2))]
     rng.shuffle(noise)
-    slots = sorted(rng.sample(range(len(relevant) + len(noise)), len(relevant)))
-    items: list[tuple[str, str | None]] = []
+    total = len(relevant) + len(noise)
+    slots = set(rng.sample(range(total), len(relevant)))
     rel, nz = iter(relevant), iter(noise)
-    for pos in range(len(relevant) + len(noise)):
-        items.append(next(rel) if pos in slots else next(nz))
+    items: list[tuple[str, str | None]] = [next(rel) if pos in slots else next(nz) for pos in range(total)]
     sentences = [s for s, _ in items]
     text = " ".join(sentences)
     chunks = list(chunks_from_text(text, source=f"recall-{seed}"))
