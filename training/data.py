@@ -203,6 +203,13 @@ def _hf_records(source: str, split: str) -> tuple[Iterable[dict[str, Any]], Path
     return ds, local if local.is_dir() else None
 
 
+def builtin_level(source: str) -> str | None:
+    """The level a built-in data source names ("builtin" -> "standard", "builtin:recall" -> "recall"), or None
+    for any other source."""
+    head, _, level = source.partition(":")
+    return (level or "standard") if head == "builtin" else None
+
+
 def _is_trace(rec: Any) -> bool:
     return isinstance(rec, dict) and ("Instruct_Context" in rec or "streaming_reasoning" in rec)
 
@@ -222,11 +229,11 @@ def load_samples(source: str, split: str = "train", modality: str | None = None,
         raise ConfigError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
     if limit is not None and limit < 0:
         raise ConfigError(f"limit must be >= 0, got {limit}")
-    if source == "builtin" or source.startswith("builtin:"):
+    level = builtin_level(source)
+    if level is not None:
         from .tasks import builtin_task
 
         n = BUILTIN_DEFAULT_N if limit is None else limit
-        level = source.partition(":")[2] or "standard"
         return builtin_task(modality or "text", split, n, media_dir or cache_root() / "builtin", level)
     if source == "gsm-symbolic" or source.startswith("gsm-symbolic:"):
         from .gsm import load_gsm_symbolic
@@ -450,5 +457,5 @@ def check_answer(pred: str, gold: str) -> bool:
     return _text(p) == _text(g) and _text(g) != ""
 
 
-__all__ = ["BUILTIN_DEFAULT_N", "FORMS", "cache_root", "check_answer", "load_samples",
+__all__ = ["BUILTIN_DEFAULT_N", "FORMS", "builtin_level", "cache_root", "check_answer", "load_samples",
            "load_streamingthinker_traces", "record_to_sample"]

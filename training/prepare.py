@@ -19,7 +19,7 @@ from typing import Any
 
 from adasr_mm.chunks import TimedChunk
 from adasr_mm.errors import AdasrError, ConfigError, ModelLoadError
-from adasr_mm.training.data import cache_root, load_samples
+from adasr_mm.training.data import builtin_level, cache_root, load_samples
 from adasr_mm.training.sample import Sample
 
 #: Config sections each adapter's output depends on (the cache key hashes exactly these).
@@ -224,7 +224,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError(f"unexpected argument {bad[0]!r}: overrides are key=value (pass data with --data)")
     cfg = load_config(args.config, args.overrides)
-    builtin = args.data.partition(":")[0] == "builtin"  # any level: builtin, builtin:easy, builtin:recall
+    builtin = builtin_level(args.data) is not None
     n = args.n if args.n is not None else (BUILTIN_PREPARE_N if builtin else None)
     samples = load_samples(args.data, args.split, args.modality, n)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from adasr_mm.adapters.text import chunks_from_text
 from adasr_mm.training.sample import Sample
 
-from .tasks import COLOURS, DISTRACTORS, NAMES, OBJECTS, _seed_range
+from .tasks import COLOURS, DISTRACTORS, NAMES, OBJECTS, seed_range
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def make_recall_problem(seed: int) -> Sample:
 
 def recall_problems(split: str, n: int, offset: int = 0) -> list[Sample]:
     """``n`` recall problems of ``split`` (the word problems' seed ranges: train and test never share a seed)."""
-    return [make_recall_problem(s) for s in _seed_range(split, n, offset)]
+    return [make_recall_problem(s) for s in seed_range(split, n, offset)]
 
 
 __all__ = ["ATTRIBUTES", "Attribute", "make_recall_problem", "recall_problems"]

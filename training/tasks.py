@@ -120,7 +120,8 @@ QUESTIONS = (
 )
 
 
-def _seed_range(split: str, n: int, offset: int) -> range:
+def seed_range(split: str, n: int, offset: int) -> range:
+    """The seeds of ``n`` built-in samples of ``split`` from ``offset`` on (every built-in task shares them)."""
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; built-in tasks have: {', '.join(SPLITS)}")
     if n < 0 or offset < 0:
@@ -282,7 +283,7 @@ def make_word_problem(seed: int, level: str = "standard", n_sentences: int | Non
 def word_problems(split: str, n: int, offset: int = 0, level: str = "standard") -> list[Sample]:
     """``n`` word problems of ``split`` (train: seeds ``offset..``; test: seeds ``1_000_000 + offset..``)."""
     get_level(level)
-    return [make_word_problem(s, level) for s in _seed_range(split, n, offset)]
+    return [make_word_problem(s, level) for s in seed_range(split, n, offset)]
 
 
 # -- spoken and video forms -----------------------------------------------------------------------------------
@@ -346,7 +347,7 @@ def video_problems(n: int, split: str, out_dir: Path) -> list[Sample]:
     from adasr_mm.adapters.synthetic import random_scene, render_scene
 
     out: list[Sample] = []
-    for seed in _seed_range(split, n, 0):
+    for seed in seed_range(split, n, 0):
         scene = random_scene(seed)
         mp4 = Path(out_dir) / f"scene-{seed}.mp4"
         _atomic_render(mp4, lambda p, sc=scene: render_scene(sc, p))
@@ -427,6 +428,6 @@ def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = 
 
 
 __all__ = ["BUNDLED_AUDIO_SPLITS", "DISTRACTORS", "LEVELS", "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task",
-           "bundled_spoken_samples", "bundled_spoken_split",
+           "bundled_spoken_samples", "bundled_spoken_split", "seed_range",
            "bundled_video_samples", "make_word_problem", "samples_dir", "spoken_word_problems", "video_problems",
            "word_problems"]
