@@ -48,19 +48,29 @@ def ask(agent, question: dict, chunks: list) -> dict:
             "delay_s": res.summary.delay_s, "thoughts": res.summary.thoughts, "skips": res.summary.skips}
 
 
+def _sets(questions: list[dict]) -> dict[str, list[int]]:
+    """Question indices per set (the sets were written at different times: see the JSON's ``about``), and all."""
+    sets: dict[str, list[int]] = {}
+    for i, q in enumerate(questions):
+        sets.setdefault(q.get("set", "-"), []).append(i)
+    return {**sets, "all": list(range(len(questions)))} if len(sets) > 1 else sets
+
+
 def table(questions: list[dict], runs: dict[str, list[dict]], transcripts: dict[str, str]) -> list[str]:
     labels = list(runs)
-    lines = ["| file | question | accepted | " + " | ".join(labels) + " |", "|---" * (3 + len(labels)) + "|"]
+    lines = ["| set | file | question | accepted | " + " | ".join(labels) + " |", "|---" * (4 + len(labels)) + "|"]
     for i, q in enumerate(questions):
         cells = [f"{'**' if runs[lb][i]['correct'] else ''}{runs[lb][i]['answer'][:40]}"
                  f"{'**' if runs[lb][i]['correct'] else ''}" for lb in labels]
-        lines.append(f"| {q['file'][:24]} | {q['question']} | {' / '.join(q['answers'][:2])} | "
+        lines.append(f"| {q.get('set', '-')} | {q['file'][:24]} | {q['question']} | {' / '.join(q['answers'][:2])} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "| policy | right | of | accuracy | delay median s |", "|---|---|---|---|---|"]
+    lines += ["", "| policy | set | right | of | accuracy | delay median s |", "|---|---|---|---|---|---|"]
     for lb in labels:
-        right = sum(r["correct"] for r in runs[lb])
-        lines.append(f"| {lb} | {right} | {len(questions)} | {right / len(questions):.3f} | "
-                     f"{statistics.median(r['delay_s'] for r in runs[lb]):.2f} |")
+        for name, idx in _sets(questions).items():
+            rs = [runs[lb][i] for i in idx]
+            right = sum(r["correct"] for r in rs)
+            lines.append(f"| {lb} | {name} | {right} | {len(rs)} | {right / len(rs):.3f} | "
+                         f"{statistics.median(r['delay_s'] for r in rs):.2f} |")
     lines += ["", "What the audio adapter heard:"] + [f"- {f}: {t}" for f, t in transcripts.items()]
     return lines
 
@@ -108,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"benchmark": "questions", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "policies": dict(pairs),
            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                        "python": platform.python_version(), "torch": torch.__version__},
-           "summary": {lb: sum(r["correct"] for r in rs) / len(questions) for lb, rs in runs.items()},
+           "summary": {lb: {name: sum(rs[i]["correct"] for i in idx) / len(idx)
+                            for name, idx in _sets(questions).items()} for lb, rs in runs.items()},
            "transcripts": transcripts,
            "runs": {lb: [{**q, **r} for q, r in zip(questions, rs, strict=True)] for lb, rs in runs.items()}}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

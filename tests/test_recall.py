@@ -8,7 +8,7 @@ import pytest
 
 from adasr_mm.errors import ConfigError
 from adasr_mm.training.data import check_answer, load_samples
-from adasr_mm.training.recall import ATTRIBUTES, PEOPLE, make_recall_problem, recall_problems
+from adasr_mm.training.recall import ATTRIBUTES, PEOPLE, STANDING, make_recall_problem, recall_problems
 from adasr_mm.training.sft import SFTStageConfig, build_sft_dataset, teacher_trace
 
 BY_KEY = {a.key: a for a in ATTRIBUTES}
@@ -39,12 +39,13 @@ def _last_values(s, attr) -> dict[str, tuple[int, str]]:
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
-def test_the_answer_is_the_last_value_the_stream_states_of_the_asked_person(split):
+@pytest.mark.parametrize("wide", [False, True])
+def test_the_answer_is_the_last_value_the_stream_states_of_the_asked_person(split, wide):
     """Re-derive every answer to "Where does Omar live?" from the sentences, without the generator's bookkeeping:
     of all the sentences that state a value of the asked attribute for the asked person, the last one holds the
     answer, and exactly those sentences carry a reference thought."""
     changed = direct = 0
-    for s in recall_problems(split, 400):
+    for s in recall_problems(split, 400, wide=wide):
         if s.meta["form"] != "direct":
             continue
         direct += 1
@@ -66,7 +67,7 @@ def test_who_questions_name_the_one_person_who_holds_the_value_at_the_end(split)
     """"Who lives in Tokyo?": the asked value is in the question; exactly one person's last stated value is it
     (someone who moved away from it does not count), and that person is the answer."""
     n = 0
-    for s in recall_problems(split, 400):
+    for s in recall_problems(split, 400, wide=True):
         if s.meta["form"] != "inverse":
             continue
         n += 1
@@ -83,7 +84,7 @@ def test_mention_questions_are_asked_only_of_a_stream_naming_one_value(split):
     """"Which city is mentioned?": the stream names exactly one value of the attribute (fillers, which name
     colours, animals and places of their own, are left out of these streams), and it is the answer."""
     n = 0
-    for s in recall_problems(split, 400):
+    for s in recall_problems(split, 400, wide=True):
         if s.meta["form"] != "mention":
             continue
         n += 1
@@ -104,12 +105,16 @@ def test_attribute_values_never_overlap():
             seen[v] = a.key
 
 
-def test_recall_is_seeded_and_its_splits_never_share_a_stream():
-    assert make_recall_problem(5).to_dict() == make_recall_problem(5).to_dict()
-    train = {s.context for s in recall_problems("train", 200)}
-    test = {s.context for s in recall_problems("test", 200)}
+@pytest.mark.parametrize("wide", [False, True])
+def test_recall_is_seeded_and_its_splits_never_share_a_stream(wide):
+    assert make_recall_problem(5, wide).to_dict() == make_recall_problem(5, wide).to_dict()
+    train = {s.context for s in recall_problems("train", 200, wide=wide)}
+    test = {s.context for s in recall_problems("test", 200, wide=wide)}
     assert len(train) == 200 and len(test) == 200 and not train & test
-    assert len({s.meta["attribute"] for s in recall_problems("test", 100)}) == len(ATTRIBUTES)
+    keys = {s.meta["attribute"] for s in recall_problems("test", 150, wide=wide)}
+    assert keys == {a.key for a in (ATTRIBUTES if wide else STANDING)}
+    assert {s.meta["form"] for s in recall_problems("test", 150, wide=wide)} == (
+        {"direct", "inverse", "mention"} if wide else {"direct"})
 
 
 def test_builtin_recall_source_is_text_only(tmp_path):
@@ -117,6 +122,9 @@ def test_builtin_recall_source_is_text_only(tmp_path):
                                                                                      "recall-1000001"]
     with pytest.raises(ConfigError, match="builtin:recall is a text task"):
         load_samples("builtin:recall", "train", "audio", limit=1, media_dir=tmp_path)
+    assert [s.id for s in load_samples("builtin:recall-wide", "test", "text", limit=1)] == ["recall-wide-1000000"]
+    with pytest.raises(ConfigError, match="builtin:recall-wide is a text task"):
+        load_samples("builtin:recall-wide", "train", "video", limit=1, media_dir=tmp_path)
 
 
 @pytest.mark.parametrize("pred, ok", [("the violin", True), ("Violin.", True), ("viola", False), ("3", False)])

@@ -26,7 +26,7 @@ class TrainRunConfig:
     """What to train, on which data, and where to write it."""
 
     modality: str = field(default="text", metadata={"help": "text, audio or video"})
-    data: str = field(default="builtin", metadata={"help": "builtin (or builtin:easy, builtin:recall), gsm-symbolic[:LANG], a JSONL file, or a HF datasets id/dir"})
+    data: str = field(default="builtin", metadata={"help": "builtin (or builtin:easy, builtin:recall, builtin:recall-wide), gsm-symbolic[:LANG], a JSONL file, or a HF datasets id/dir"})
     n_train: int = field(default=32, metadata={"help": "training samples"})
     n_eval: int = field(default=16, metadata={"help": "held-out samples for the final evaluation (0 = skip)"})
     stages: str = field(default="sft,rl", metadata={"help": "comma list of stages, in order: sft, opd, rl"})

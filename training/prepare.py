@@ -203,7 +203,7 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``adasr-mm prepare``."""
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. asr.model=base")
     parser.add_argument("--data", required=True,
-                        help="builtin[:easy|recall], a .jsonl/.json file, or a Hugging Face dataset directory / cached id")
+                        help="builtin[:easy|recall|recall-wide], a .jsonl/.json file, or a Hugging Face dataset directory / cached id")
     parser.add_argument("--modality", choices=("text", "audio", "video"), default=None,
                         help="modality of the samples (builtin: which task; files: every record must match); "
                              "video with run.modality=av also transcribes the soundtrack")

@@ -43,7 +43,7 @@ class Attribute:
 PEOPLE = tuple(n for n, _ in NAMES)
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
-ATTRIBUTES = (
+STANDING = (
     Attribute("city", ("Paris", "London", "Madrid", "Tokyo", "Cairo", "Lima", "Oslo", "Dublin", "Vienna", "Boston",
                        "Sydney", "Berlin"),
               ("{p} lives in {v}.", "{p} has a small flat in {v}."),
@@ -108,7 +108,9 @@ ATTRIBUTES = (
               "{p} plays {v}.",
               ("Who plays {v}?",),
               ("Which game is mentioned?", "What sport is mentioned?")),
-    # things people did: stated once (no change), asked "What did {p} ...?" or "Who ...?"
+)
+# things people did: stated once (no change), asked "What did {p} ...?" or "Who ...?" (``wide`` streams only)
+DEEDS = (
     Attribute("found", ("key", "wallet", "ring", "map", "umbrella", "compass", "glove", "torch"),
               ("{p} found a {v} in the park.", "Under a bench, {p} finds an old {v}."),
               (),
@@ -134,6 +136,7 @@ ATTRIBUTES = (
               "{p} is afraid of {v}.",
               ("Who is afraid of {v}?",)),
 )
+ATTRIBUTES = STANDING + DEEDS
 
 
 def _value(rng: random.Random, attr: Attribute, avoid: set[str]) -> str:
@@ -177,16 +180,18 @@ def _noise(rng: random.Random, attr: Attribute, others: list[Attribute], people:
     return noise
 
 
-def make_recall_problem(seed: int) -> Sample:
-    """A 2-7 sentence stream of facts and one question about one fact: a value of the asked person ("Where does
-    Omar live?"), the person holding a value ("Who lives in Tokyo?") or the one value the stream names ("Which
-    city is mentioned?"); the answer is a word of the stream. With probability 1/2 a fact that can change does,
-    later in the stream, and the answer follows the new value."""
-    rng = random.Random(f"recall:{seed}")
+def make_recall_problem(seed: int, wide: bool = False) -> Sample:
+    """A 2-7 sentence stream of facts and one question about one fact, answered with a word of the stream. With
+    probability 1/2 a fact that can change does, later in the stream, and the answer follows the new value.
+
+    ``builtin:recall`` (``wide=False``, what the shipped default trained on): standing facts, asked of the person
+    ("Where does Omar live?"). ``builtin:recall-wide``: also deeds, and also asked for the person ("Who lives in
+    Tokyo?") or for the one value the stream names ("Which city is mentioned?")."""
+    rng = random.Random(f"recall-wide:{seed}" if wide else f"recall:{seed}")
     people = tuple(rng.sample(PEOPLE, 3))
     target = people[0]
-    attr, *others = rng.sample(ATTRIBUTES, 3)
-    form = _form(rng, attr)
+    attr, *others = rng.sample(ATTRIBUTES if wide else STANDING, 3)
+    form = _form(rng, attr) if wide else "direct"
     avoid = set(people)
     value = _value(rng, attr, avoid)
     avoid.add(value)
@@ -203,23 +208,23 @@ def make_recall_problem(seed: int) -> Sample:
     items: list[tuple[str, str | None]] = [next(rel) if pos in slots else next(nz) for pos in range(total)]
     sentences = [s for s, _ in items]
     text = " ".join(sentences)
-    chunks = list(chunks_from_text(text, source=f"recall-{seed}"))
+    chunks = list(chunks_from_text(text, source=f"recall{'-wide' if wide else ''}-{seed}"))
     if [c.text for c in chunks] != sentences:
         raise RuntimeError(f"recall problem {seed}: sentences did not map one-to-one onto chunks")
     notes = [t for _, t in items if t]
     asked = {"direct": attr.questions, "inverse": attr.inverse, "mention": attr.mention}[form]
-    return Sample(id=f"recall-{seed}", question=rng.choice(asked).format(p=target, v=value),
+    return Sample(id=f"recall{'-wide' if wide else ''}-{seed}", question=rng.choice(asked).format(p=target, v=value),
                   answer=target if form == "inverse" else value,
                   modality="text", chunks=chunks, context=text, duration=chunks[-1].end,
                   teacher=[t for _, t in items], teacher_deep=notes[-1], teacher_rtt=" ".join(notes),
-                  meta={"seed": seed, "task": "recall", "attribute": attr.key, "form": form,
+                  meta={"seed": seed, "task": "recall-wide" if wide else "recall", "attribute": attr.key, "form": form,
                         "changed": len(notes) > 1, "relevant": [t is not None for _, t in items],
                         "deep_is_recap": True})
 
 
-def recall_problems(split: str, n: int, offset: int = 0) -> list[Sample]:
+def recall_problems(split: str, n: int, offset: int = 0, wide: bool = False) -> list[Sample]:
     """``n`` recall problems of ``split`` (the word problems' seed ranges: train and test never share a seed)."""
-    return [make_recall_problem(s) for s in seed_range(split, n, offset)]
+    return [make_recall_problem(s, wide) for s in seed_range(split, n, offset)]
 
 
-__all__ = ["ATTRIBUTES", "Attribute", "make_recall_problem", "recall_problems"]
+__all__ = ["ATTRIBUTES", "DEEDS", "STANDING", "Attribute", "make_recall_problem", "recall_problems"]

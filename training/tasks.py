@@ -408,13 +408,13 @@ def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = 
     """``n`` built-in samples of ``modality`` (text | audio | video); media are rendered under ``out_dir``.
 
     ``level`` (word problems: ``standard`` or ``easy``) selects the difficulty of the text and spoken tasks;
-    ``recall`` selects the text-only fact-recall streams of :mod:`.recall` instead of word problems."""
-    if level == "recall":
+    ``recall`` / ``recall-wide`` select the text-only fact-recall streams of :mod:`.recall` instead."""
+    if level in ("recall", "recall-wide"):
         if modality != "text":
-            raise ConfigError(f"builtin:recall is a text task; got modality {modality!r}")
+            raise ConfigError(f"builtin:{level} is a text task; got modality {modality!r}")
         from .recall import recall_problems
 
-        return recall_problems(split, n)
+        return recall_problems(split, n, wide=level == "recall-wide")
     get_level(level)
     if modality == "text":
         return word_problems(split, n, level=level)
