@@ -62,36 +62,34 @@ def test_the_answer_is_the_last_value_the_stream_states_of_the_asked_person(spli
     assert 0.3 * direct < changed < 0.6 * direct, (changed, direct)  # the facts that can change do, about half
 
 
+def _wide_of_form(split: str, form: str) -> list:
+    return [s for s in recall_problems(split, 400, wide=True) if s.meta["form"] == form]
+
+
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_who_questions_name_the_one_person_who_holds_the_value_at_the_end(split):
     """"Who lives in Tokyo?": the asked value is in the question; exactly one person's last stated value is it
     (someone who moved away from it does not count), and that person is the answer."""
-    n = 0
-    for s in recall_problems(split, 400, wide=True):
-        if s.meta["form"] != "inverse":
-            continue
-        n += 1
+    asked = _wide_of_form(split, "inverse")
+    for s in asked:
         attr = BY_KEY[s.meta["attribute"]]
         (value,) = [v for v in attr.values if v in re.findall(r"[A-Za-z]+", s.question)]
         holders = [who for who, (_, v) in _last_values(s, attr).items() if v == value]
         assert holders == [s.answer], (s.id, s.question, s.context, holders)
         assert s.answer in s.teacher_deep and value in s.teacher_deep
-    assert n > 60
+    assert len(asked) > 60
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_mention_questions_are_asked_only_of_a_stream_naming_one_value(split):
     """"Which city is mentioned?": the stream names exactly one value of the attribute (fillers, which name
     colours, animals and places of their own, are left out of these streams), and it is the answer."""
-    n = 0
-    for s in recall_problems(split, 400, wide=True):
-        if s.meta["form"] != "mention":
-            continue
-        n += 1
+    asked = _wide_of_form(split, "mention")
+    for s in asked:
         attr = BY_KEY[s.meta["attribute"]]
         named = {v for v in attr.values if v in re.findall(r"[A-Za-z]+", s.context)}
         assert named == {s.answer}, (s.id, s.question, s.context)
-    assert n > 25
+    assert len(asked) > 25
 
 
 def test_attribute_values_never_overlap():
