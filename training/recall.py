@@ -6,10 +6,11 @@ with a number. A recall stream states facts about two or three people; the asked
 stream ("Later, Anna moves to Oslo."), so the policy has to bind each fact to its person and keep the latest
 value. The same attribute of another person, other facts about the asked person and the word problems' filler
 sentences are distractors that an ideal policy skips; ``teacher`` notes each relevant fact as it arrives.
-A fact is asked three ways, as users ask about a recording: of the person ("Where does Anna live?"), for the
-person ("Who lives in Oslo?") and for the one value a stream names ("Which city is mentioned?"). Besides
-standing facts (city, job, pet, ...) there are things people did once ("Anna found a key in the park."): asked
-"What did Anna find?", they teach reading an answer off a sentence whose verb the question changes.
+``builtin:recall`` asks of the person ("Where does Anna live?"). ``builtin:recall-wide`` asks a fact three
+ways, as users ask about a recording: also for the person ("Who lives in Oslo?") and for the one value a stream
+names ("Which city is mentioned?"). Besides standing facts (city, job, pet, ...) it states things people did
+once ("Anna found a key in the park."): asked "What did Anna find?", they teach reading an answer off a
+sentence whose verb the question changes.
 
 Everything is a pure function of an integer seed, with the word problems' disjoint train / test seed ranges.
 """
@@ -187,7 +188,8 @@ def make_recall_problem(seed: int, wide: bool = False) -> Sample:
     ``builtin:recall`` (``wide=False``, what the shipped default trained on): standing facts, asked of the person
     ("Where does Omar live?"). ``builtin:recall-wide``: also deeds, and also asked for the person ("Who lives in
     Tokyo?") or for the one value the stream names ("Which city is mentioned?")."""
-    rng = random.Random(f"recall-wide:{seed}" if wide else f"recall:{seed}")
+    task = "recall-wide" if wide else "recall"
+    rng = random.Random(f"{task}:{seed}")
     people = tuple(rng.sample(PEOPLE, 3))
     target = people[0]
     attr, *others = rng.sample(ATTRIBUTES if wide else STANDING, 3)
@@ -208,16 +210,16 @@ def make_recall_problem(seed: int, wide: bool = False) -> Sample:
     items: list[tuple[str, str | None]] = [next(rel) if pos in slots else next(nz) for pos in range(total)]
     sentences = [s for s, _ in items]
     text = " ".join(sentences)
-    chunks = list(chunks_from_text(text, source=f"recall{'-wide' if wide else ''}-{seed}"))
+    chunks = list(chunks_from_text(text, source=f"{task}-{seed}"))
     if [c.text for c in chunks] != sentences:
         raise RuntimeError(f"recall problem {seed}: sentences did not map one-to-one onto chunks")
     notes = [t for _, t in items if t]
     asked = {"direct": attr.questions, "inverse": attr.inverse, "mention": attr.mention}[form]
-    return Sample(id=f"recall{'-wide' if wide else ''}-{seed}", question=rng.choice(asked).format(p=target, v=value),
+    return Sample(id=f"{task}-{seed}", question=rng.choice(asked).format(p=target, v=value),
                   answer=target if form == "inverse" else value,
                   modality="text", chunks=chunks, context=text, duration=chunks[-1].end,
                   teacher=[t for _, t in items], teacher_deep=notes[-1], teacher_rtt=" ".join(notes),
-                  meta={"seed": seed, "task": "recall-wide" if wide else "recall", "attribute": attr.key, "form": form,
+                  meta={"seed": seed, "task": task, "attribute": attr.key, "form": form,
                         "changed": len(notes) > 1, "relevant": [t is not None for _, t in items],
                         "deep_is_recap": True})
 
