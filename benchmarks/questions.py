@@ -79,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policy", nargs="+", default=["shipped=default"], metavar="LABEL=POLICY",
                     help="policies to compare: default (shipped), base (untrained), a dir or hub id")
-    ap.add_argument("--config", default=None, help="YAML config (ASR model, caps, threads)")
+    ap.add_argument("--config", default=None,
+                    help="YAML config (ASR model, caps; threads: asr.cpu_threads / pipeline.torch_threads, split "
+                         "between Whisper and torch as adasr-mm run does)")
     ap.add_argument("--kit", default=str(KIT))
     ap.add_argument("--questions", default=str(QUESTIONS))
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--json", default=str(RESULTS / "questions.json"))
     args = ap.parse_args(argv)
     kit = Path(args.kit)
@@ -94,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     from tqdm import tqdm
 
-    torch.set_num_threads(args.threads)
     transformers.utils.logging.set_verbosity_error()
     from adasr_mm.agent import StreamingAgent
     from adasr_mm.config import load_config
