@@ -207,6 +207,11 @@ def test_builtin_task_dispatch(tmp_path):
     assert [s.id for s in tasks.builtin_task("text", "test", 2, tmp_path)] == ["wp-1000000", "wp-1000001"]
     with pytest.raises(ConfigError, match="no built-in task for modality 'smell'"):
         tasks.builtin_task("smell", "train", 1, tmp_path)
+    with pytest.raises(ConfigError, match="unknown built-in task builtin:hard; choose one of standard, easy, recall, "
+                                          "recall-wide"):
+        load_samples("builtin:hard", "test", "text", limit=1)
+    with pytest.raises(ConfigError, match="builtin:recall-wide is a text task; got modality 'audio'"):
+        load_samples("builtin:recall-wide", "test", "audio", limit=1)
     assert len(load_samples("builtin", modality="text", limit=3)) == 3
 
 

@@ -16,6 +16,7 @@ from adasr_mm.errors import ConfigError
 from .lora import LoraStageConfig
 from .opd import OPDStageConfig
 from .rewards import RewardConfig
+from .tasks import BUILTIN_SOURCES
 from .trainer import RLStageConfig
 
 STAGES = ("sft", "opd", "rl")  # the order they run in: warm start, distillation from a teacher, RL
@@ -26,7 +27,7 @@ class TrainRunConfig:
     """What to train, on which data, and where to write it."""
 
     modality: str = field(default="text", metadata={"help": "text, audio or video"})
-    data: str = field(default="builtin", metadata={"help": "builtin (or builtin:easy, builtin:recall, builtin:recall-wide), gsm-symbolic[:LANG], a JSONL file, or a HF datasets id/dir"})
+    data: str = field(default="builtin", metadata={"help": f"{BUILTIN_SOURCES}, gsm-symbolic[:LANG], a JSONL file, or a HF datasets id/dir"})
     n_train: int = field(default=32, metadata={"help": "training samples"})
     n_eval: int = field(default=16, metadata={"help": "held-out samples for the final evaluation (0 = skip)"})
     stages: str = field(default="sft,rl", metadata={"help": "comma list of stages, in order: sft, opd, rl"})

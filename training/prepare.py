@@ -21,6 +21,7 @@ from adasr_mm.chunks import TimedChunk
 from adasr_mm.errors import AdasrError, ConfigError, ModelLoadError
 from adasr_mm.training.data import builtin_level, cache_root, load_samples
 from adasr_mm.training.sample import Sample
+from adasr_mm.training.tasks import BUILTIN_SOURCES
 
 #: Config sections each adapter's output depends on (the cache key hashes exactly these).
 ADAPTER_SECTIONS = {"text": ("text",), "audio": ("asr", "audio"), "video": ("video",), "av": ("asr", "audio", "video")}
@@ -203,7 +204,7 @@ def add_prepare_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``adasr-mm prepare``."""
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. asr.model=base")
     parser.add_argument("--data", required=True,
-                        help="builtin[:easy|recall|recall-wide], a .jsonl/.json file, or a Hugging Face dataset directory / cached id")
+                        help=f"{BUILTIN_SOURCES}, a .jsonl/.json file, or a Hugging Face dataset directory / cached id")
     parser.add_argument("--modality", choices=("text", "audio", "video"), default=None,
                         help="modality of the samples (builtin: which task; files: every record must match); "
                              "video with run.modality=av also transcribes the soundtrack")

@@ -404,18 +404,26 @@ def bundled_spoken_split(split: str, n: int) -> list[Sample]:
     return out
 
 
+#: The text-only fact-recall tasks of :mod:`.recall` (name -> ``wide``), selected like a level: ``builtin:recall``.
+RECALL_TASKS = {"recall": False, "recall-wide": True}
+#: Every name ``builtin:NAME`` accepts ("builtin" alone is ``standard``); the CLI help and errors list these.
+BUILTIN_TASKS = (*LEVELS, *RECALL_TASKS)
+BUILTIN_SOURCES = "builtin[:" + "|".join(t for t in BUILTIN_TASKS if t != "standard") + "]"
+
+
 def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = "standard") -> list[Sample]:
     """``n`` built-in samples of ``modality`` (text | audio | video); media are rendered under ``out_dir``.
 
     ``level`` (word problems: ``standard`` or ``easy``) selects the difficulty of the text and spoken tasks;
-    ``recall`` / ``recall-wide`` select the text-only fact-recall streams of :mod:`.recall` instead."""
-    if level in ("recall", "recall-wide"):
+    a name in :data:`RECALL_TASKS` selects the text-only fact-recall streams instead."""
+    if level not in BUILTIN_TASKS:
+        raise ConfigError(f"unknown built-in task builtin:{level}; choose one of {', '.join(BUILTIN_TASKS)}")
+    if level in RECALL_TASKS:
         if modality != "text":
             raise ConfigError(f"builtin:{level} is a text task; got modality {modality!r}")
         from .recall import recall_problems
 
-        return recall_problems(split, n, wide=level == "recall-wide")
-    get_level(level)
+        return recall_problems(split, n, wide=RECALL_TASKS[level])
     if modality == "text":
         return word_problems(split, n, level=level)
     if modality == "audio":
@@ -427,7 +435,7 @@ def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = 
     raise ConfigError(f"no built-in task for modality {modality!r}; choose text, audio or video")
 
 
-__all__ = ["BUNDLED_AUDIO_SPLITS", "DISTRACTORS", "LEVELS", "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task",
+__all__ = ["BUILTIN_SOURCES", "BUILTIN_TASKS", "BUNDLED_AUDIO_SPLITS", "DISTRACTORS", "LEVELS", "RECALL_TASKS", "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task",
            "bundled_spoken_samples", "bundled_spoken_split", "seed_range",
            "bundled_video_samples", "make_word_problem", "samples_dir", "spoken_word_problems", "video_problems",
            "word_problems"]
