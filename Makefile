@@ -12,6 +12,9 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export GRADIO_ANALYTICS_ENABLED ?= False
 
+# 2 workers: 22 -> 14 min on 2 cores (much of a test is one-threaded: subprocess start-up, Python-side decoding);
+# TEST_WORKERS=0 runs the suite in one process
+TEST_WORKERS  ?= 2
 DEMO_INPUT    ?= samples/audio/apples.opus
 DEMO_QUESTION ?= How many apples does Tom have now?
 
@@ -36,8 +39,8 @@ demo: setup
 app: setup   # the Gradio app on http://127.0.0.1:7860 (live microphone/webcam or a file)
 	$(BIN)/adasr-mm app --config configs/app.yaml
 
-test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: setup   # TEST_WORKERS pytest workers, each test file on one worker (its module fixtures load once)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
