@@ -435,7 +435,7 @@ def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = 
     raise ConfigError(f"no built-in task for modality {modality!r}; choose text, audio or video")
 
 
-__all__ = ["BUILTIN_SOURCES", "BUILTIN_TASKS", "BUNDLED_AUDIO_SPLITS", "DISTRACTORS", "LEVELS", "RECALL_TASKS", "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task",
-           "bundled_spoken_samples", "bundled_spoken_split", "seed_range",
-           "bundled_video_samples", "make_word_problem", "samples_dir", "spoken_word_problems", "video_problems",
-           "word_problems"]
+__all__ = ["BUILTIN_SOURCES", "BUILTIN_TASKS", "BUNDLED_AUDIO_SPLITS", "DISTRACTORS", "LEVELS", "RECALL_TASKS",
+           "SPLITS", "SPLIT_SEED_OFFSET", "UPDATES", "builtin_task", "bundled_spoken_samples", "bundled_spoken_split",
+           "bundled_video_samples", "make_word_problem", "samples_dir", "seed_range", "spoken_word_problems",
+           "video_problems", "word_problems"]
