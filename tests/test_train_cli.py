@@ -227,6 +227,15 @@ def test_eval_reports_the_library_numbers_on_the_held_out_split(embedded_dir, tm
     for k in ("accuracy", "format", "format_violations", "stream_tokens", "deep_tokens", "skip_rate", "n"):
         assert got["trained/stream"][k] == pytest.approx(want[k]), k
     assert 0 < got["trained/stream"]["total_tokens"] <= 2 * 6 * 8 + 10 + 6
+    assert got["meta"]["split"] == "test"
+    val = tmp_path / "val.json"  # the validation split: other streams, named as such in table and JSON
+    r = cli("eval", "--checkpoint", embedded_dir, "--n", "1", "--mode", "stream", "--baseline", "",
+            "--split", "validation", "--output", val, *EVAL_CAPS)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "eval on 1 held-out text streams (validation split)" in r.stdout
+    got = json.loads(val.read_text())
+    assert [r["id"] for r in got["per_sample"]["trained/stream"]] == ["wp-2000000"]
+    assert got["meta"]["split"] == "validation"
 
 
 def test_eval_bad_inputs_are_clean_errors(tmp_path):

@@ -149,11 +149,17 @@ def test_padding_a_problem_to_a_stream_length_keeps_its_updates_and_answer():
         tasks.make_word_problem(1, n_sentences=1)
 
 
-def test_train_and_test_seeds_are_disjoint():
+def test_train_test_and_validation_seeds_are_disjoint():
     train = {s.id for s in word_problems("train", 20)} | {s.id for s in word_problems("train", 20, offset=20)}
     test = {s.id for s in word_problems("test", 20)}
-    assert len(train) == 40 and len(test) == 20 and not train & test
+    val = {s.id for s in word_problems("validation", 20)}
+    assert len(train) == 40 and len(test) == 20 and len(val) == 20 and not train & test and not val & (train | test)
     assert min(int(i.split("-")[1]) for i in test) == tasks.SPLIT_SEED_OFFSET["test"]
+    assert min(int(i.split("-")[1]) for i in val) == tasks.SPLIT_SEED_OFFSET["validation"]
+    contexts = {s.context for s in word_problems("test", 20)}
+    assert not contexts & {s.context for s in word_problems("validation", 20)}  # different streams, not just ids
+    with pytest.raises(ConfigError, match="test seeds must stay below 2000000"):
+        word_problems("test", 10, offset=999_995)
     assert word_problems("train", 3, offset=2)[0].id == "wp-2"
     with pytest.raises(ConfigError, match="unknown split 'dev'"):
         word_problems("dev", 3)

@@ -76,6 +76,8 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=("stream", "read-then-think", "both"), default="both")
     p.add_argument("--config", help="train YAML (data, caps, adapters)")
     p.add_argument("--n", type=int, default=16, help="held-out samples")
+    p.add_argument("--split", choices=("test", "validation"), default="test",
+                   help="held-out split: choose among runs on 'validation', report 'test' for the one chosen")
     p.add_argument("--baseline", default="base",
                    help="starting checkpoint to compare with (base = the untrained embedded model, '' = none)")
     p.add_argument("--output", help="write the results as JSON")
@@ -100,7 +102,7 @@ def run_eval(a: argparse.Namespace) -> int:
     modes = ("stream", "read-then-think") if a.mode == "both" else (a.mode,)
     evaluate_and_print(a.checkpoint, cfg, a.n, Path(a.output) if a.output else None,
                        baseline=a.baseline or None,
-                       modes=modes, with_baseline=a.baseline != "", asr_style=a.asr_style)
+                       modes=modes, with_baseline=a.baseline != "", asr_style=a.asr_style, split=a.split)
     return 0
 
 

@@ -5,7 +5,8 @@ sentences that change the answer with distractors that carry numbers too (GSM-Sy
 ideal policy thinks on the former and skips the latter; ``teacher`` records exactly that, chunk by chunk.
 
 Everything is a pure function of an integer seed (``random.Random(seed)``, never global state). Splits are
-disjoint seed ranges: ``train`` uses seeds ``0 .. 999_999``, ``test`` uses seeds from ``1_000_000`` on.
+disjoint seed ranges: ``train`` uses seeds ``0 .. 999_999``, ``test`` ``1_000_000 .. 1_999_999`` and
+``validation`` (for choosing among runs, so that ``test`` is not a selection score) from ``2_000_000`` on.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from adasr_mm.training.sample import Sample
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
-#: First seed of each split; train seeds stay below the test offset, so the splits never overlap.
-SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_000}
+SPLITS = ("train", "test", "validation")
+#: First seed of each split; each split's seeds stay below the next split's first seed, so no two overlap.
+#: ``validation`` is for choosing among runs (seeds, recipes), so ``test`` stays a number nothing was picked on.
+SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_000, "validation": 2_000_000}
 MAX_VALUE = 1000  # answers and every intermediate value stay positive integers below this
 
 NAMES = (("Tom", "he"), ("Anna", "she"), ("Liam", "he"), ("Maria", "she"), ("Noah", "he"), ("Emma", "she"),
@@ -127,8 +129,10 @@ def seed_range(split: str, n: int, offset: int) -> range:
     if n < 0 or offset < 0:
         raise ConfigError(f"n and offset must be >= 0, got n={n}, offset={offset}")
     base = SPLIT_SEED_OFFSET[split]
-    if split == "train" and offset + n > SPLIT_SEED_OFFSET["test"]:
-        raise ConfigError(f"train seeds must stay below {SPLIT_SEED_OFFSET['test']} (the test split starts there); "
+    nxt = min((o for o in SPLIT_SEED_OFFSET.values() if o > base), default=None)
+    if nxt is not None and base + offset + n > nxt:
+        after = next(k for k, o in SPLIT_SEED_OFFSET.items() if o == nxt)
+        raise ConfigError(f"{split} seeds must stay below {nxt} (the {after} split starts there); "
                           f"got offset={offset}, n={n}")
     return range(base + offset, base + offset + n)
 
@@ -281,7 +285,7 @@ def make_word_problem(seed: int, level: str = "standard", n_sentences: int | Non
 
 
 def word_problems(split: str, n: int, offset: int = 0, level: str = "standard") -> list[Sample]:
-    """``n`` word problems of ``split`` (train: seeds ``offset..``; test: seeds ``1_000_000 + offset..``)."""
+    """``n`` word problems of ``split`` (seeds ``SPLIT_SEED_OFFSET[split] + offset ..``)."""
     get_level(level)
     return [make_word_problem(s, level) for s in seed_range(split, n, offset)]
 
