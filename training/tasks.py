@@ -27,10 +27,10 @@ from adasr_mm.training.sample import Sample
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test", "validation")
 #: First seed of each split; each split's seeds stay below the next split's first seed, so no two overlap.
 #: ``validation`` is for choosing among runs (seeds, recipes), so ``test`` stays a number nothing was picked on.
 SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_000, "validation": 2_000_000}
+SPLITS = tuple(SPLIT_SEED_OFFSET)
 MAX_VALUE = 1000  # answers and every intermediate value stay positive integers below this
 
 NAMES = (("Tom", "he"), ("Anna", "she"), ("Liam", "he"), ("Maria", "she"), ("Noah", "he"), ("Emma", "she"),
