@@ -129,9 +129,8 @@ def seed_range(split: str, n: int, offset: int) -> range:
     if n < 0 or offset < 0:
         raise ConfigError(f"n and offset must be >= 0, got n={n}, offset={offset}")
     base = SPLIT_SEED_OFFSET[split]
-    nxt = min((o for o in SPLIT_SEED_OFFSET.values() if o > base), default=None)
+    nxt, after = min(((o, k) for k, o in SPLIT_SEED_OFFSET.items() if o > base), default=(None, None))
     if nxt is not None and base + offset + n > nxt:
-        after = next(k for k, o in SPLIT_SEED_OFFSET.items() if o == nxt)
         raise ConfigError(f"{split} seeds must stay below {nxt} (the {after} split starts there); "
                           f"got offset={offset}, n={n}")
     return range(base + offset, base + offset + n)
