@@ -89,3 +89,23 @@ def test_sft_adds_asr_style_copies_of_that_share_of_the_text_traces(make_tiny_po
         SFTStageConfig(asr_style_fraction=1.5)
     with pytest.raises(ValueError, match="asr_style_p"):
         SFTStageConfig(asr_style_p=-0.1)
+
+
+def test_more_asr_style_copies_are_drawn_apart_and_the_first_is_unchanged(make_tiny_policy):
+    p = make_tiny_policy().protocol
+    samples = word_problems("train", 8, level="easy")
+    one = build_sft_dataset(samples, p, SFTStageConfig(rtt_fraction=0, asr_style_fraction=1.0))["input_ids"]
+    three = build_sft_dataset(samples, p, SFTStageConfig(rtt_fraction=0, asr_style_fraction=1.0,
+                                                         asr_style_copies=3))["input_ids"]
+    assert len(three) == len(samples) * 4
+    assert three[:16] == one
+    # a recipe with one copy trains on what it always did: the shipped adapter's copies
+    s = word_problems("train", 1)[0]
+    assert [c.text for c in asr_style_sample(s, sample_chunks(s), seed=0, p=0.75).chunks][2:4] == [
+        "sadly, he loses 10 eggs on the bus",
+        "he receives 26 eggs from a friend as a gift at the fair, Diego gets 10 extra eggs."]
+    copies = [three[8 * k:8 * (k + 1)] for k in (1, 2, 3)]
+    assert sum(a != b for a, b in zip(copies[0], copies[1], strict=True)) >= 4  # not the same draw again
+    assert sum(a != b for a, b in zip(copies[1], copies[2], strict=True)) >= 4
+    with pytest.raises(ValueError, match="asr_style_copies"):
+        SFTStageConfig(asr_style_copies=0)

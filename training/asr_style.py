@@ -75,10 +75,12 @@ def merge_groups(n: int, rng: random.Random, p: float) -> list[list[int]]:
     return groups
 
 
-def asr_style_sample(sample: Sample, chunks: list[TimedChunk], seed: int, p: float = 0.5) -> Sample:
-    """``sample`` streaming ``chunks`` rewritten ASR-style (seeded by ``seed`` and the sample id: reproducible):
-    :func:`asr_style_text` on each, then neighbours merged with probability ``p / 2`` per boundary."""
-    rng = random.Random(f"{seed}:{sample.id}")
+def asr_style_sample(sample: Sample, chunks: list[TimedChunk], seed: int, p: float = 0.5, copy: int = 0
+                     ) -> Sample:
+    """``sample`` streaming ``chunks`` rewritten ASR-style (seeded by ``seed``, the sample id and ``copy``:
+    reproducible, and copy 0 draws what a single copy always drew): :func:`asr_style_text` on each, then
+    neighbours merged with probability ``p / 2`` per boundary."""
+    rng = random.Random(f"{seed}:{sample.id}" if copy == 0 else f"{seed}:{sample.id}:{copy}")
     styled = asr_style_chunks(chunks, rng, p)
     groups = merge_groups(len(styled), rng, p / 2)
     merged = [dataclasses.replace(styled[g[0]], end=styled[g[-1]].end, text=" ".join(styled[i].text for i in g))

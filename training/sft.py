@@ -92,6 +92,13 @@ class SFTStageConfig:
                           "more chunks that hold two spoken sentences (at 0.5, 27 of 128 standard+easy copies have "
                           "a chunk with two updates; at 1.0, 40)"},
     )
+    asr_style_copies: int = field(
+        default=1,
+        metadata={"help": "ASR-style copies per picked trace, each drawn apart (its own rewrites and merges): "
+                          "the way to more chunks with two updates, since one copy merges at most neighbouring "
+                          "pairs and few streams have updates side by side (default-policy mix, asr_style_p 0.75: "
+                          "63 of 256 word-problem copies hold a two-update chunk; at 1.0, 66)"},
+    )
     marker_lr_multiplier: float = field(
         default=20.0,
         metadata={"help": "the protocol-token embedding rows (new, mean-initialised) take steps this many "
@@ -100,7 +107,7 @@ class SFTStageConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
-                     "logging_steps"):
+                     "logging_steps", "asr_style_copies"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.save_steps < 0:
@@ -235,15 +242,15 @@ def build_sft_dataset(samples: list[Sample], protocol: Protocol, config: SFTStag
 
 def _asr_style_traces(traces: list[tuple[Sample, bool, bool]], config: SFTStageConfig
                       ) -> list[tuple[Sample, bool, bool]]:
-    """ASR-style copies of ``asr_style_fraction`` of the text streaming traces (a seeded choice), each keeping
-    its original's end-of-stream layout."""
+    """``asr_style_copies`` ASR-style copies of ``asr_style_fraction`` of the text streaming traces (a seeded
+    choice), each keeping its original's end-of-stream layout."""
     from .asr_style import asr_style_sample
 
     text = [(s, end) for s, rtt, end in traces if not rtt and s.modality == "text"]
     n = round(config.asr_style_fraction * len(text))
     picked = random.Random(config.seed).sample(text, n)
-    return [(asr_style_sample(s, sample_chunks(s), config.seed, config.asr_style_p), False, end)
-            for s, end in picked]
+    return [(asr_style_sample(s, sample_chunks(s), config.seed, config.asr_style_p, copy), False, end)
+            for copy in range(config.asr_style_copies) for s, end in picked]
 
 
 class MarkerRowBoost(TrainerCallback):
