@@ -67,7 +67,8 @@ def test_shipped_adapter_keeps_its_recorded_held_out_accuracy(recorded: str):
     assert got["accuracy"] == pytest.approx(recorded_acc, abs=2 / N_CHECK)
     same = sum(a["answer"] == b["answer"] for a, b in zip(rows, want, strict=True))
     assert same >= N_CHECK - 2, [(a["answer"], b["answer"]) for a, b in zip(rows, want, strict=True)]
-    # the untrained base scores 0 here; session 35's adapter 4/16 where its eval.json was recorded, 3/16 on another 2-core
-    # Xeon (one greedy answer differs there, cause not pinned down: the same with either clock, transformers 5.24
-    # or 5.25, peft 0.20-0.21, 1 or 2 threads), which the tolerance above allows; a fixed 0.2 floor did not
+    # the untrained base scores 0 here; session 35's adapter 4/16 where its eval.json was recorded, 3/16 on
+    # another 2-core Xeon (one greedy answer differs there, cause not pinned down: the same with either clock,
+    # transformers 5.24 or 5.25, peft 0.20-0.21, 1 or 2 threads), which the tolerance above allows; a fixed 0.2
+    # floor did not
     assert got["accuracy"] > 0

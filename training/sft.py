@@ -80,24 +80,24 @@ class SFTStageConfig:
     )
     asr_style_fraction: float = field(
         default=0.0,
-        metadata={"help": "add a second streaming trace for this fraction of the text samples, its chunks written "
-                          "as streaming ASR often writes them (each chunk: closing mark dropped, lower-case start, "
-                          "numbers as words, each with probability asr_style_p; neighbours merged with half that "
-                          "probability), so a chunk without its period is still read as a sentence "
+        metadata={"help": "add asr_style_copies more streaming traces for this fraction of the text samples, "
+                          "chunks written as streaming ASR often writes them (each chunk: closing mark dropped, "
+                          "lower-case start, numbers as words, each with probability asr_style_p; neighbours merged "
+                          "with half that probability), so a chunk without its period is still read as a sentence "
                           "(training/asr_style.py)"},
     )
     asr_style_p: float = field(
         default=0.5,
-        metadata={"help": "the ASR-style copies' probability of each change (a merge: half of it); higher teaches "
-                          "more chunks that hold two spoken sentences (at 0.5, 27 of 128 standard+easy copies have "
-                          "a chunk with two updates; at 1.0, 40)"},
+        metadata={"help": "the ASR-style copies' probability of each change (a merge: half of it); above 0.75 it "
+                          "adds few chunks with two updates, since a copy merges only neighbouring pairs "
+                          "(asr_style_copies adds more)"},
     )
     asr_style_copies: int = field(
         default=1,
         metadata={"help": "ASR-style copies per picked trace, each drawn apart (its own rewrites and merges): "
                           "the way to more chunks with two updates, since one copy merges at most neighbouring "
-                          "pairs and few streams have updates side by side (default-policy mix, asr_style_p 0.75: "
-                          "63 of 256 word-problem copies hold a two-update chunk; at 1.0, 66)"},
+                          "pairs and few streams have updates side by side (default-policy mix: 63 of 256 "
+                          "word-problem copies hold a two-update chunk at asr_style_p 0.75, 66 at 1.0)"},
     )
     marker_lr_multiplier: float = field(
         default=20.0,
