@@ -209,7 +209,10 @@ def load_config(source: str | Path | dict[str, Any] | None = None, overrides: li
 
 # -- CLI flags generated from the same dataclasses ---------------------------------------------------------------
 def add_config_flags(parser: argparse.ArgumentParser, cfg: AdasrConfig, skip: set[str] = frozenset()) -> None:
-    """Add ``--field-name`` for every field of every section (values left None = "not given")."""
+    """Add ``--field-name`` for every field of every section (values left None = "not given").
+
+    Where two sections share a field name (``audio.max_duration_s``, ``video.max_duration_s``) the first section
+    owns ``--max-duration-s`` and the later one gets ``--video-max-duration-s``, so every field is a flag."""
     seen: dict[str, str] = {}
     for name, section in sections(cfg).items():
         group = parser.add_argument_group(f"{name} settings")
@@ -217,8 +220,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cfg: AdasrConfig, skip: se
             if f.name in skip:
                 continue
             flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-            if flag in seen:  # the first section owns a flag; others stay reachable via section.key=value
-                continue
+            if flag in seen:
+                flag = f"--{name}-{f.name}".replace("_", "-")
             seen[flag] = name
             default = getattr(section, f.name)
             shown = "" if isinstance(default, str) and len(default) > 40 else f" (default: {default})"
@@ -258,7 +261,8 @@ def default_yaml_text() -> str:
 
     cfg = AdasrConfig()
     lines = ["# Every runtime setting with its default. Any subset of this file works as --config; keys map 1:1 to",
-             "# CLI flags (--max-thought-tokens) and to overrides (policy.max_thought_tokens=16).", ""]
+             "# overrides (policy.max_thought_tokens=16) and, but for protocol.system_prompt, to CLI flags",
+             "# (--max-thought-tokens; a name two sections share: --video-max-duration-s).", ""]
     for name, section in sections(cfg).items():
         lines.append(f"{name}:")
         for f in dataclasses.fields(section):

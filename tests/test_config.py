@@ -1,8 +1,9 @@
 import argparse
+import dataclasses
 
 import pytest
 
-from adasr_mm.config import AdasrConfig, add_config_flags, apply_config_flags, load_config
+from adasr_mm.config import AdasrConfig, add_config_flags, apply_config_flags, load_config, sections
 from adasr_mm.errors import ConfigError
 
 
@@ -63,6 +64,19 @@ def test_cli_flags_come_from_the_dataclasses():
     args = p.parse_args(["--max-thought-tokens", "8", "--clock", "instant", "--policy", "some/dir"])
     cfg = apply_config_flags(load_config(), args)
     assert cfg.policy.max_thought_tokens == 8 and cfg.run.clock == "instant" and cfg.policy.policy == "some/dir"
+
+
+def test_every_config_field_is_a_flag():
+    """A field two sections share (``max_duration_s``) is a flag in both: the later one's is section-prefixed."""
+    p = argparse.ArgumentParser()
+    add_config_flags(p, AdasrConfig())
+    dests = {a.dest for a in p._actions}
+    missing = [f"{name}.{f.name}" for name, section in sections(AdasrConfig()).items()
+               for f in dataclasses.fields(section) if f"cfg__{name}__{f.name}" not in dests]
+    assert missing == []
+    args = p.parse_args(["--max-duration-s", "60", "--video-max-duration-s", "90"])
+    cfg = apply_config_flags(load_config(), args)
+    assert (cfg.audio.max_duration_s, cfg.video.max_duration_s) == (60, 90)
 
 
 def test_configs_default_yaml_lists_exactly_the_defaults():
