@@ -93,7 +93,8 @@ def check_trl_internals() -> None:
         raise TRLCompatError(
             f"the installed TRL {trl.__version__} changed internals adasr-mm's streaming trainers override "
             f"(tested: {tested}):\n  - " + "\n  - ".join(problems)
-            + f"\ninstall a tested version (pip install '{tested}') or update adasr_mm/training/trl_compat.py")
+            + f"\ninstall a tested version (pip install '{tested}') or update training/trl_compat.py "
+            "(adasr_mm.training.trl_compat)")
     if not _version_ok(trl.__version__):
         log.warning("TRL %s is outside the tested range %s; its internals checked out, proceed with care",
                     trl.__version__, tested)
