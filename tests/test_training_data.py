@@ -106,6 +106,36 @@ def test_easy_level_is_a_smaller_task_with_its_own_ids():
                                                                                       "wp-easy-1000001"]
 
 
+def test_novel_level_is_written_only_in_the_held_out_phrasings():
+    """``builtin:novel`` measures reading past the trained templates: every sentence and question comes from the
+    held-out phrasings, its arithmetic is right, and no training template (word problems, recall) shares the
+    held-out verbs, so a training mix cannot teach them by accident."""
+    from adasr_mm.training import recall
+
+    novel = load_samples("builtin:novel", "test", "text", limit=150)
+    masked = "|".join([*(n for n, _ in tasks.NAMES), *tasks.OBJECTS, r"\d+", "he", "she", "his", "her"])
+
+    def shape(t: str) -> str:  # a template or a sentence with its slots, names, numbers and objects masked
+        t = re.sub(r"\{[^}]+\}", "X", t)
+        t = re.sub(r"\b(" + masked + r")\b", "X", t, flags=re.IGNORECASE)
+        return re.sub(r"X('s)?( X('s)?)*", "X", t)
+
+    held = {shape(t) for t in (*tasks.HELDOUT_STARTS, *tasks.HELDOUT_QUESTIONS,
+                               *(d for d, _ in tasks.HELDOUT_DISTRACTORS), *(u.text for u in tasks.HELDOUT_UPDATES))}
+    for s in novel:
+        assert s.id == f"wp-novel-{s.meta['seed']}" and _replay_teacher(s) == int(s.answer)
+        assert all(shape(c.text) in held for c in s.chunks) and shape(s.question) in held, s.context
+    assert {op for s in novel for op, _ in s.meta["ops"]} == {"+", "-", "*", "/"}
+    verbs = {"picks", "brings", "earns", "orders", "hands", "drops", "leaves", "misplaces", "break", "thrown",
+             "grows", "winds", "puts", "holds", "carrying", "brought", "drawer", "left", "finish"}
+    training = [*tasks.START_TEMPLATES, *tasks.QUESTIONS, *(d for d, _ in tasks.DISTRACTORS),
+                *(u.text for u in tasks.UPDATES),
+                *(t for a in recall.ATTRIBUTES for t in (*a.facts, *a.changes, *a.questions, *a.inverse,
+                                                         *a.mention, a.note))]
+    assert {w for t in training for w in re.findall(r"[a-z]+", t.lower())} & verbs == set()
+    assert word_problems("train", 3) != novel[:3]  # the standard level is untouched (pinned by the hash above)
+
+
 def test_each_sentence_is_one_chunk_with_aligned_teacher():
     with_distractor = 0
     ops, firsts, questions, distractor_numbers = set(), set(), set(), 0
@@ -213,9 +243,13 @@ def test_builtin_task_dispatch(tmp_path):
     assert [s.id for s in tasks.builtin_task("text", "test", 2, tmp_path)] == ["wp-1000000", "wp-1000001"]
     with pytest.raises(ConfigError, match="no built-in task for modality 'smell'"):
         tasks.builtin_task("smell", "train", 1, tmp_path)
-    with pytest.raises(ConfigError, match="unknown built-in task builtin:hard; choose one of standard, easy, recall, "
-                                          "recall-wide"):
+    with pytest.raises(ConfigError, match="unknown built-in task builtin:hard; choose one of standard, easy, novel, "
+                                          "recall, recall-wide"):
         load_samples("builtin:hard", "test", "text", limit=1)
+    with pytest.raises(ConfigError, match="builtin:novel is for evaluation only"):
+        load_samples("builtin:novel", "train", "text", limit=1)
+    with pytest.raises(ConfigError, match="builtin:novel is a text task"):
+        load_samples("builtin:novel", "test", "audio", limit=1)
     with pytest.raises(ConfigError, match="builtin:recall-wide is a text task; got modality 'audio'"):
         load_samples("builtin:recall-wide", "test", "audio", limit=1)
     assert len(load_samples("builtin", modality="text", limit=3)) == 3

@@ -122,6 +122,63 @@ QUESTIONS = (
 )
 
 
+# -- held-out phrasings ----------------------------------------------------------------------------------------
+# Sentences no training stream uses: other verbs, tenses and question forms, as a user writes a problem of their
+# own. ``builtin:novel`` draws every relevant sentence, distractor and question from these, so its accuracy is
+# how far the policy's reading carries past the templates it was trained on. Written 2026-12-07 before any policy
+# was evaluated on them; ``tests/test_training_data.py`` checks that no training template shares their verbs.
+HELDOUT_STARTS = (
+    "{name} had {n} {obj} this morning.",
+    "In {name}'s drawer there are {n} {obj}.",
+    "{name} is carrying {n} {obj}.",
+    "{name} brought {n} {obj} to school today.",
+)
+HELDOUT_UPDATES = (
+    _Update("+", "{Subj} picks up {k} more {obj} on the way to school."),
+    _Update("+", "{SubjPoss} uncle brings {name} {k} {obj}."),
+    _Update("+", "Then {subj} earns {k} {obj} for helping at home."),
+    _Update("+", "{name} orders {k} more {obj} online."),
+    _Update("+", "A friend hands {name} {k} {obj}."),
+    _Update("-", "{Subj} drops {k} {obj} in the river."),
+    _Update("-", "{name} leaves {k} {obj} behind at the park."),
+    _Update("-", "{name} misplaces {k} {obj} at the library."),
+    _Update("-", "Then {subj} hands {k} {obj} to a cousin."),
+    _Update("-", "Then {k} of {name}'s {obj} break and are thrown out."),
+    _Update("*", "Over the summer, {name}'s collection of {obj} grows to twice its size.", 2),
+    _Update("*", "{name} winds up with three times as many {obj} as {poss_subj} had.", 3),
+    _Update("/", "{name} hands over half of {poss} {obj} to a cousin.", 2),
+    _Update("/", "{name} puts {poss} {obj} into {d} equal piles and holds on to just one pile."),
+)
+HELDOUT_DISTRACTORS: tuple[tuple[str, tuple[int, int] | None], ...] = (
+    ("{other} lives {r} streets away.", (2, 9)),
+    ("The park has {r} benches near the pond.", (3, 15)),
+    ("{name} is in grade {r} at school.", (2, 6)),
+    ("It is {r} degrees outside today.", (10, 30)),
+    ("{other} reads {r} pages of a book every night.", (5, 40)),
+    ("The shop opens at {r} in the morning.", (7, 10)),
+    ("Nobody knows how many {obj2} {other} has.", None),
+)
+HELDOUT_QUESTIONS = (
+    "How many {obj} does {name} have left?",
+    "How many {obj} does {name} finish with?",
+    "What is the number of {obj} that {name} has now?",
+)
+
+
+@dataclass(frozen=True)
+class Phrasing:
+    """The sentence templates a word problem is written with."""
+
+    starts: tuple[str, ...]
+    updates: tuple[_Update, ...]
+    distractors: tuple[tuple[str, tuple[int, int] | None], ...]
+    questions: tuple[str, ...]
+
+
+PHRASINGS = {"train": Phrasing(START_TEMPLATES, UPDATES, DISTRACTORS, QUESTIONS),
+             "heldout": Phrasing(HELDOUT_STARTS, HELDOUT_UPDATES, HELDOUT_DISTRACTORS, HELDOUT_QUESTIONS)}
+
+
 def seed_range(split: str, n: int, offset: int) -> range:
     """The seeds of ``n`` built-in samples of ``split`` from ``offset`` on (every built-in task shares them)."""
     if split not in SPLITS:
@@ -145,6 +202,7 @@ class Level:
     start: tuple[int, int]  # starting count
     max_operand: int  # largest amount added or removed
     op_weights: tuple[tuple[str, float], ...]
+    phrasing: str = "train"  # a key of PHRASINGS
 
 
 LEVELS = {
@@ -152,6 +210,8 @@ LEVELS = {
     "standard": Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2))),
     # what a 135M model can learn on a CPU in minutes: one or two additions/removals of small amounts
     "easy": Level((1, 2), (1, 2), (3, 20), 9, (("+", 0.5), ("-", 0.5))),
+    # evaluation only: the standard level written in the held-out phrasings (never in a training mix)
+    "novel": Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2)), "heldout"),
 }
 
 
@@ -169,11 +229,12 @@ def _pick_update(rng: random.Random, cur: int, used: set[int], level: Level = LE
     hi = level.max_operand
     for _ in range(20):
         op = rng.choices(ops, weights)[0]
-        cands = [i for i, u in enumerate(UPDATES) if u.op == op and i not in used]
+        updates = PHRASINGS[level.phrasing].updates
+        cands = [i for i, u in enumerate(updates) if u.op == op and i not in used]
         if not cands:
             continue
         i = rng.choice(cands)
-        u = UPDATES[i]
+        u = updates[i]
         if op == "+" and cur + 2 < MAX_VALUE:
             return i, rng.randint(2, min(hi, MAX_VALUE - 1 - cur))
         if op == "-" and cur >= 4:
@@ -197,6 +258,7 @@ def make_word_problem(seed: int, level: str = "standard", n_sentences: int | Non
     total off the last thought (``teacher_deep``: the stream already did the work), and the full step-by-step
     reasoning a read-then-think policy needs after reading everything (``teacher_rtt``)."""
     lv = get_level(level)
+    ph = PHRASINGS[lv.phrasing]
     rng = random.Random(seed)
     name, pron = rng.choice(NAMES)
     poss = "his" if pron == "he" else "her"
@@ -218,20 +280,20 @@ def make_word_problem(seed: int, level: str = "standard", n_sentences: int | Non
     while len(steps) < n_ops:
         got = _pick_update(rng, cur, used, lv)
         if got is None:  # nothing else fits (rare): a small gain always does
-            got = next(i for i, u in enumerate(UPDATES) if u.op == "+" and i not in used), 2
+            got = next(i for i, u in enumerate(ph.updates) if u.op == "+" and i not in used), 2
         i, arg = got
         used.add(i)
         picks.append(i)
-        op = UPDATES[i].op
+        op = ph.updates[i].op
         after = {"+": cur + arg, "-": cur - arg, "*": cur * arg, "/": cur // arg}[op]
         steps.append((op, arg, cur, after))
         cur = after
 
     total = 1 + n_ops + n_dist
     dist_slots = set(rng.sample(range(1, total), n_dist))
-    dist_templates = [i for _ in range(n_dist // len(DISTRACTORS) + 1)
-                      for i in rng.sample(range(len(DISTRACTORS)), len(DISTRACTORS))][:n_dist] \
-        if n_dist > len(DISTRACTORS) else rng.sample(range(len(DISTRACTORS)), n_dist)
+    n_tpl = len(ph.distractors)
+    dist_templates = [i for _ in range(n_dist // n_tpl + 1) for i in rng.sample(range(n_tpl), n_tpl)][:n_dist] \
+        if n_dist > n_tpl else rng.sample(range(n_tpl), n_dist)
     sentences: list[str] = []
     teacher: list[str | None] = []
     relevant: list[bool] = []
@@ -239,11 +301,11 @@ def make_word_problem(seed: int, level: str = "standard", n_sentences: int | Non
     dist = iter(dist_templates)
     for pos in range(total):
         if pos == 0:
-            sentences.append(rng.choice(START_TEMPLATES).format(name=name, n=start, obj=obj))
+            sentences.append(rng.choice(ph.starts).format(name=name, n=start, obj=obj))
             teacher.append(f"Starts with {start} {obj}.")
             relevant.append(True)
         elif pos in dist_slots:
-            tpl, rr = DISTRACTORS[next(dist)]
+            tpl, rr = ph.distractors[next(dist)]
             r = rng.randint(*rr) if rr else 0
             sentences.append(tpl.format(name=name, other=other, obj=obj, obj2=obj2, r=r,
                                         r2=rng.randint(*rr) if rr else 0, colour=rng.choice(COLOURS)))
@@ -253,7 +315,7 @@ def make_word_problem(seed: int, level: str = "standard", n_sentences: int | Non
             i, (op, arg, before, after) = next(upd)
             same_person = relevant[-1]
             subj = pron if same_person else name
-            text = UPDATES[i].text.format(
+            text = ph.updates[i].text.format(
                 name=name, subj=subj, Subj=subj[:1].upper() + subj[1:], poss=poss, poss_subj=pron,
                 SubjPoss=poss.capitalize() if same_person else f"{name}'s", obj=obj, k=arg, d=arg,
                 friends="a friend" if arg == 2 else f"{arg - 1} friends")
@@ -270,7 +332,7 @@ def make_word_problem(seed: int, level: str = "standard", n_sentences: int | Non
     if not 0 < cur < MAX_VALUE:
         raise RuntimeError(f"word problem {seed}: answer {cur} out of range")
     rtt = f"Starts with {start} {obj}. " + "; ".join(f"{b} {op} {a} = {c}" for op, a, b, c in steps) + "."
-    question = rng.choice(QUESTIONS).format(obj=obj, name=name)
+    question = rng.choice(ph.questions).format(obj=obj, name=name)
     question = question[:1].upper() + question[1:]
     sid = f"wp-{seed}" if level == "standard" else f"wp-{level}-{seed}"
     if n_sentences is not None:
@@ -418,9 +480,16 @@ def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = 
     """``n`` built-in samples of ``modality`` (text | audio | video); media are rendered under ``out_dir``.
 
     ``level`` (word problems: ``standard`` or ``easy``) selects the difficulty of the text and spoken tasks;
-    a name in :data:`RECALL_TASKS` selects the text-only fact-recall streams instead."""
+    ``novel`` is the standard level in the held-out phrasings (text, evaluation splits only); a name in
+    :data:`RECALL_TASKS` selects the text-only fact-recall streams instead."""
     if level not in BUILTIN_TASKS:
         raise ConfigError(f"unknown built-in task builtin:{level}; choose one of {', '.join(BUILTIN_TASKS)}")
+    if level in LEVELS and LEVELS[level].phrasing != "train":
+        if modality != "text":
+            raise ConfigError(f"builtin:{level} is a text task; got modality {modality!r}")
+        if split == "train":
+            raise ConfigError(f"builtin:{level} is for evaluation only (its phrasings measure reading past the "
+                              "trained templates); use --split test or validation")
     if level in RECALL_TASKS:
         if modality != "text":
             raise ConfigError(f"builtin:{level} is a text task; got modality {modality!r}")
