@@ -165,6 +165,47 @@ HELDOUT_QUESTIONS = (
 )
 
 
+# More training phrasings (``builtin:varied``): the standard templates plus these, so a policy meets more than one
+# sentence per kind of update. Their words stay out of the held-out phrasings above (the test checks), and no
+# template says "eats", the verb of ``make demo``'s problem, so the demo replay stays a test of reading a verb the
+# policy was not trained on.
+VARIED_STARTS = (
+    "{name} has a box with {n} {obj} in it.",
+    "On Monday, {name} counts {n} {obj}.",
+    "{name} was given {n} {obj} as a birthday gift.",
+    "{name} has saved up {n} {obj}.",
+)
+VARIED_UPDATES = (
+    _Update("+", "{name} adds {k} {obj} to the collection."),
+    _Update("+", "{Subj} is given {k} more {obj} by a cousin."),
+    _Update("+", "Next, {name} gathers {k} {obj} from the garden."),
+    _Update("+", "{name} makes {k} more {obj} in the afternoon."),
+    _Update("+", "{SubjPoss} aunt buys {name} {k} {obj}."),
+    _Update("+", "After school, {subj} trades a toy for {k} more {obj}."),
+    _Update("-", "{Subj} forgets {k} {obj} on the train."),
+    _Update("-", "{name} hides {k} {obj} and never finds them again."),
+    _Update("-", "Later, {k} of {name}'s {obj} are stolen."),
+    _Update("-", "{name} mails {k} {obj} to a pen pal."),
+    _Update("-", "{name} spends {k} {obj} at the shop."),
+    _Update("-", "{SubjPoss} sister borrows {k} {obj} and keeps them."),
+    _Update("*", "{name} now has double the {obj} {poss_subj} had before.", 2),
+    _Update("*", "Over the year, the number of {obj} {name} owns triples.", 3),
+    _Update("/", "Only half of {name}'s {obj} survive the trip.", 2),
+    _Update("/", "{name} keeps a quarter of {poss} {obj} and gives the rest away.", 4),
+)
+VARIED_DISTRACTORS: tuple[tuple[str, tuple[int, int] | None], ...] = (
+    ("{other} has {r} cousins in another town.", (2, 9)),
+    ("The movie lasts {r} minutes.", (80, 150)),
+    ("{name}'s school has {r} classrooms.", (8, 30)),
+    ("A glass of juice costs {r} dollars.", (2, 6)),
+)
+VARIED_QUESTIONS = (
+    "How many {obj} remain with {name}?",
+    "What is the total number of {obj} {name} has now?",
+    "How many {obj} does {name} own now?",
+)
+
+
 @dataclass(frozen=True)
 class Phrasing:
     """The sentence templates a word problem is written with."""
@@ -176,6 +217,8 @@ class Phrasing:
 
 
 PHRASINGS = {"train": Phrasing(START_TEMPLATES, UPDATES, DISTRACTORS, QUESTIONS),
+             "varied": Phrasing((*START_TEMPLATES, *VARIED_STARTS), (*UPDATES, *VARIED_UPDATES),
+                                (*DISTRACTORS, *VARIED_DISTRACTORS), (*QUESTIONS, *VARIED_QUESTIONS)),
              "heldout": Phrasing(HELDOUT_STARTS, HELDOUT_UPDATES, HELDOUT_DISTRACTORS, HELDOUT_QUESTIONS)}
 
 
@@ -210,6 +253,8 @@ LEVELS = {
     "standard": Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2))),
     # what a 135M model can learn on a CPU in minutes: one or two additions/removals of small amounts
     "easy": Level((1, 2), (1, 2), (3, 20), 9, (("+", 0.5), ("-", 0.5))),
+    # the standard level in more training phrasings (the standard templates and VARIED_*)
+    "varied": Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2)), "varied"),
     # evaluation only: the standard level written in the held-out phrasings (never in a training mix)
     "novel": Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2)), "heldout"),
 }
