@@ -250,6 +250,7 @@ def test_builtin_task_dispatch(tmp_path):
     with pytest.raises(ConfigError, match="unknown built-in task builtin:hard; choose one of standard, easy, varied, "
                                           "novel, recall, recall-wide"):
         load_samples("builtin:hard", "test", "text", limit=1)
+    assert [s.id for s in load_samples("builtin:varied", "train", "text", limit=1)] == ["wp-varied-0"]
     with pytest.raises(ConfigError, match="builtin:novel is for evaluation only"):
         load_samples("builtin:novel", "train", "text", limit=1)
     with pytest.raises(ConfigError, match="builtin:novel is a text task"):

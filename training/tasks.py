@@ -529,7 +529,7 @@ def builtin_task(modality: str, split: str, n: int, out_dir: Path, level: str = 
     :data:`RECALL_TASKS` selects the text-only fact-recall streams instead."""
     if level not in BUILTIN_TASKS:
         raise ConfigError(f"unknown built-in task builtin:{level}; choose one of {', '.join(BUILTIN_TASKS)}")
-    if level in LEVELS and LEVELS[level].phrasing != "train":
+    if level in LEVELS and LEVELS[level].phrasing == "heldout":
         if modality != "text":
             raise ConfigError(f"builtin:{level} is a text task; got modality {modality!r}")
         if split == "train":
