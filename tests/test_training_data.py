@@ -133,6 +133,7 @@ def test_novel_level_is_written_only_in_the_held_out_phrasings():
                 *(u.text for u in varied.updates),
                 *(t for a in recall.ATTRIBUTES for t in (*a.facts, *a.changes, *a.questions, *a.inverse,
                                                          *a.mention, a.note))]
+    assert held & {shape(t) for t in training} == set()  # no held-out sentence is a training sentence
     words = {w for t in training for w in re.findall(r"[a-z]+", t.lower())}
     assert words & verbs == set()
     problem_words = {w for u in varied.updates for w in re.findall(r"[a-z]+", u.text.lower())}

@@ -151,7 +151,7 @@ HELDOUT_UPDATES = (
 )
 HELDOUT_DISTRACTORS: tuple[tuple[str, tuple[int, int] | None], ...] = (
     ("{other} lives {r} streets away.", (2, 9)),
-    ("The park has {r} benches near the pond.", (3, 15)),
+    ("{other} sings in a choir of {r} people.", (8, 40)),
     ("{name} is in grade {r} at school.", (2, 6)),
     ("It is {r} degrees outside today.", (10, 30)),
     ("{other} reads {r} pages of a book every night.", (5, 40)),
