@@ -11,6 +11,7 @@ disjoint seed ranges: ``train`` uses seeds ``0 .. 999_999``, ``test`` ``1_000_00
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -126,7 +127,8 @@ QUESTIONS = (
 # Sentences no training stream uses: other verbs, tenses and question forms, as a user writes a problem of their
 # own. ``builtin:novel`` draws every relevant sentence, distractor and question from these, so its accuracy is
 # how far the policy's reading carries past the templates it was trained on. Written 2026-12-07 before any policy
-# was evaluated on them; ``tests/test_training_data.py`` checks that no training template shares their verbs.
+# was evaluated on them (one distractor replaced after the first evaluation: it was a training sentence);
+# ``tests/test_training_data.py`` checks that no training template is one of them or shares their verbs.
 HELDOUT_STARTS = (
     "{name} had {n} {obj} this morning.",
     "In {name}'s drawer there are {n} {obj}.",
@@ -248,15 +250,16 @@ class Level:
     phrasing: str = "train"  # a key of PHRASINGS
 
 
+# GSM-style: all four operations, 2-digit values, up to 4 updates and 3 distractors
+_STANDARD = Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2)))
 LEVELS = {
-    # GSM-style: all four operations, 2-digit values, up to 4 updates and 3 distractors
-    "standard": Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2))),
+    "standard": _STANDARD,
     # what a 135M model can learn on a CPU in minutes: one or two additions/removals of small amounts
     "easy": Level((1, 2), (1, 2), (3, 20), 9, (("+", 0.5), ("-", 0.5))),
     # the standard level in more training phrasings (the standard templates and VARIED_*)
-    "varied": Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2)), "varied"),
+    "varied": dataclasses.replace(_STANDARD, phrasing="varied"),
     # evaluation only: the standard level written in the held-out phrasings (never in a training mix)
-    "novel": Level((1, 4), (1, 3), (4, 60), 30, (("+", 0.35), ("-", 0.3), ("*", 0.15), ("/", 0.2)), "heldout"),
+    "novel": dataclasses.replace(_STANDARD, phrasing="heldout"),
 }
 
 
