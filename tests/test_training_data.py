@@ -138,7 +138,6 @@ def test_novel_level_is_written_only_in_the_held_out_phrasings():
     assert words & verbs == set()
     problem_words = {w for u in varied.updates for w in re.findall(r"[a-z]+", u.text.lower())}
     assert {"eats", "eat", "ate"} & problem_words == set()  # make demo's update verb stays untrained
-    assert word_problems("train", 3) != novel[:3]  # the standard level is untouched (pinned by the hash above)
 
 
 def test_each_sentence_is_one_chunk_with_aligned_teacher():

@@ -275,9 +275,9 @@ def _pick_update(rng: random.Random, cur: int, used: set[int], level: Level = LE
     ops = [o for o, _ in level.op_weights]
     weights = [w for _, w in level.op_weights]
     hi = level.max_operand
+    updates = PHRASINGS[level.phrasing].updates
     for _ in range(20):
         op = rng.choices(ops, weights)[0]
-        updates = PHRASINGS[level.phrasing].updates
         cands = [i for i, u in enumerate(updates) if u.op == op and i not in used]
         if not cands:
             continue
