@@ -113,9 +113,9 @@ class BatchRow(EngineRow):
 
     @property
     def decoding(self) -> bool:
-        """Inside a response: the only pending position is its own last sampled token."""
+        """Inside a response: the pending positions are its own last sampled token (and a calculator result)."""
         st = self.state
-        return self.request is not None and bool(self.request.out) and st.pending == 1
+        return self.request is not None and bool(self.request.out) and st.pending >= 1
 
     def _now(self) -> float:
         return time.perf_counter() - self._t0
@@ -173,6 +173,8 @@ class BatchRow(EngineRow):
         tok, lp = p._sample(st, req.phase, req.stops if len(req.out) < req.min_tokens else ())
         p._append(st, [tok], 1, req.phase, [lp])
         req.out.append(tok)
+        if tok not in req.stops:
+            req.out.extend(p.tool_ids(st, req.out, req.phase, req.max_tokens - len(req.out)))
         if tok in req.stops:
             self._advance(Generation(req.out, "stop", tok))
         elif len(req.out) >= req.max_tokens:

@@ -17,6 +17,7 @@ from typing import Protocol as _Protocol
 
 import torch
 
+from .calculator import result_for
 from .models import forward_cached, load_causal_lm
 from .protocol import Protocol, ProtocolConfig, ProtocolTokenIds, add_protocol_tokens
 
@@ -44,6 +45,11 @@ class PolicyConfig:
     seed: int = field(default=0, metadata={"help": "seed for sampling (each session derives its own)"})
     max_context_tokens: int = field(
         default=0, metadata={"help": "KV cache budget; 0 = the model's context length. Older chunks are evicted"}
+    )
+    calculator: bool = field(
+        default=True,
+        metadata={"help": "write the exact result after a response's 'a + b =' (a tool: its tokens are input, not "
+                          "generated; docs/architecture.md)"},
     )
 
     def __post_init__(self) -> None:
@@ -111,6 +117,7 @@ class PolicyState:
     generator: torch.Generator | None = None
     guide: TokenGuide | None = None  # training-time override of sampled tokens (None at inference)
     guided: int = 0  # policy tokens the guide replaced
+    tool_tokens: int = 0  # calculator results written inside responses (environment tokens)
     runner: Runner | None = None  # serves this state's model calls batched with other sessions (None: batch 1)
     responding: bool = False  # inside a response: the next model call follows as soon as a token is sampled
 
@@ -151,6 +158,9 @@ class StreamingPolicy:
         self._masks["answer"][[p.eot, p.skip, p.think_close]] = True
         self._masks = {k: v.to(self.device) for k, v in self._masks.items()}
         self._sessions = 0
+        # tokens that are an "=" (with or without a leading space marker): the calculator looks only after these
+        self._equals = frozenset(i for t, i in tokenizer.get_vocab().items()
+                                 if tokenizer.convert_tokens_to_string([t]).strip() == "=")
 
     # -- loading ---------------------------------------------------------------------------------------------
     @classmethod
@@ -306,7 +316,7 @@ class StreamingPolicy:
         self._make_room(st, max_tokens + 1)
         st.responding = True
         try:
-            for _ in range(max_tokens):
+            while len(out) < max_tokens:
                 if st.pending:
                     self._forward(st)
                 tok, lp = self._sample(st, phase, stop_ids if len(out) < min_tokens else ())
@@ -315,11 +325,27 @@ class StreamingPolicy:
                 yield tok
                 if tok in stop_ids:
                     return Generation(out, "stop", tok)
+                tool = self.tool_ids(st, out, phase, max_tokens - len(out))
+                out.extend(tool)
+                yield from tool
             return Generation(out, "cap")
         finally:  # done, capped, or cut by the caller (generator closed): no model call follows right away
             st.responding = False
             if st.runner is not None:
                 st.runner.settled(st)
+
+    def tool_ids(self, st: PolicyState, out: list[int], phase: str, room: int) -> list[int]:
+        """The calculator's result after a response ``out`` that just wrote "<expression> =" (written into ``st``
+        as environment tokens and returned), or []. ``room``: tokens the response may still take (its cap)."""
+        if not (self.config.calculator and out and out[-1] in self._equals):
+            return []
+        res = result_for(self.text(out))
+        ids = self.tokenizer.encode(res, add_special_tokens=False) if res else []
+        if not ids or len(ids) >= room:  # keep one token of room for the policy after the result
+            return []
+        self._append(st, ids, 0, phase)
+        st.tool_tokens += len(ids)
+        return ids
 
     def generate(self, st: PolicyState, phase: str, max_tokens: int, stop_ids: tuple[int, ...],
                  min_tokens: int = 0) -> Generation:

@@ -196,7 +196,9 @@ class Session:
                 self._last_gen: Generation = done.value
                 return
             t_now = time.perf_counter()
-            if t_prev is not None:  # the first token of a phase reuses the read's logits: not a decode step
+            # the first token of a phase reuses the read's logits, a calculator result (env) comes with its "=":
+            # neither is a decode step
+            if t_prev is not None and self.state.env_mask[-1]:
                 dt = t_now - t_prev
                 self._step_s = dt if self._step_s is None else 0.8 * self._step_s + 0.2 * dt
             t_prev = t_now
@@ -433,6 +435,7 @@ def session_result(p: StreamingPolicy, question: str, mode: str, clock: str, n_c
         policy=p.name,
         question=question,
         extra={"format_stream": report.format_stream, "format_deep": report.format_deep,
-               "evicted_tokens": st.evicted_tokens, "reprefill_tokens": st.reprefill_tokens, **source_extra},
+               "evicted_tokens": st.evicted_tokens, "reprefill_tokens": st.reprefill_tokens,
+               "tool_tokens": st.tool_tokens, **source_extra},
     )
     return SessionResult(question, answer, events, summary, report, st, trace)

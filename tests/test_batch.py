@@ -32,7 +32,7 @@ def assert_same(ref, got, tol=1e-4):
     assert b.phase == a.phase
     assert max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs, strict=True)) <= tol
     for k in ("prompt_len", "input_tokens", "prefill_tokens", "decode_tokens", "forward_calls", "pending",
-              "segments", "guided"):
+              "segments", "guided", "tool_tokens"):
         assert getattr(b, k) == getattr(a, k), k
     assert got.answer == ref.answer
     assert got.format == ref.format

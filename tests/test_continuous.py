@@ -173,6 +173,30 @@ def test_concurrent_sessions_equal_their_batch1_runs(policy):
     sched.close()
 
 
+def test_calculator_results_under_continuous_batching(policy):
+    """Sessions whose thoughts end in "2 + 3 =": the calculator's result is pending with the "=" (a wider call
+    than a decode step) and every session still gets its batch-1 trace."""
+    from test_calculator import Writes
+
+    def run(k, sched=None):
+        s = _session(policy, k, sched)
+        s.state.guide = Writes(policy, "2 + 3 =")  # and " 5" fit the 10-token thought cap
+        for c in _chunks(k):
+            for _ in s.push(c):
+                pass
+        return s.finish()
+
+    refs = [run(k) for k in range(3)]
+    assert all(r.state.tool_tokens > 0 for r in refs)  # precondition: the calculator wrote in every session
+    sched = DecodeScheduler(policy)
+    got: list = [None] * 3
+    _join(*_threads(*[(lambda k=k: got.__setitem__(k, run(k, sched))) for k in range(3)]))
+    for ref, res in zip(refs, got, strict=True):
+        assert res.state.tool_tokens == ref.state.tool_tokens
+        assert_same(ref, res)
+    sched.close()
+
+
 def test_sessions_join_and_leave_mid_run(policy):
     """A reads two chunks; B joins beside it, C joins, reads two chunks and leaves; then A and B run on."""
     refs = [_run(policy, k) for k in range(2)]

@@ -109,6 +109,7 @@ def evaluate_and_print(checkpoint: str, cfg: Any, n: int, out: Path | None = Non
     if out is not None:  # per-sample rows too: a later run can be checked stream by stream
         meta = {"data": cfg.train.data, "split": split, "modality": cfg.train.modality, "n": len(samples),
                 "asr_style": asr_style, "asr_style_seed": cfg.train.seed,
-                "caps": [cfg.rl.max_thought_tokens, cfg.rl.max_deep_tokens, cfg.rl.max_answer_tokens]}
+                "caps": [cfg.rl.max_thought_tokens, cfg.rl.max_deep_tokens, cfg.rl.max_answer_tokens],
+                "calculator": cfg.adapters.policy.calculator}
         out.write_text(json.dumps({**results, "meta": meta, "per_sample": rows}, indent=1))
     return results

@@ -54,6 +54,9 @@ class RolloutStageConfig:
     seed: int = field(default=0, metadata={"help": "seed for data order and rollout sampling"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
     use_cpu: bool = field(default=False, metadata={"help": "force CPU even when CUDA is available"})
+    calculator: bool = field(default=False, metadata={
+        "help": "rollouts with the calculator tool (its results are input tokens, never trained on); off, as the "
+                "shipped recipe trained, the policy writes every digit itself"})
     bf16: bool = field(default=False, metadata={
         "help": "bf16 mixed precision (autocast) for the loss forward/backward, float32 master weights: on a GPU, "
                 "or on a CPU with AMX (2x faster there; slow on CPUs without native bf16)"})
@@ -89,7 +92,7 @@ class RolloutStageConfig:
         """Decoding settings of the rollouts (``dtype`` = ``rollout_dtype``: see :class:`StreamingRollout`)."""
         return PolicyConfig(max_thought_tokens=self.max_thought_tokens, max_deep_tokens=self.max_deep_tokens,
                             max_answer_tokens=self.max_answer_tokens, temperature=self.temperature,
-                            top_p=self.top_p, dtype=self.rollout_dtype)
+                            top_p=self.top_p, dtype=self.rollout_dtype, calculator=self.calculator)
 
     def loss_args(self) -> dict[str, Any]:
         """The stage's ``GRPOConfig`` loss settings (overridden per stage)."""
