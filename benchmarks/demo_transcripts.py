@@ -8,6 +8,8 @@ the simulated clock, greedy, so the policies differ only in what they make of th
 
     python benchmarks/demo_transcripts.py [--policy LABEL=DIR ...] [--add-logs RUN.jsonl ...] [--json PATH]
 
+A policy may carry config overrides after its dir: ``--policy "alone=default policy.calculator=false"``.
+
 ``--add-logs`` adds the transcripts of new run logs to ``benchmarks/data/demo_transcripts.json`` (deduplicated by
 chunk text) before replaying.
 """
@@ -51,7 +53,7 @@ def add_logs(data: dict, logs: list[Path]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--policy", nargs="+", default=["shipped=default"], metavar="LABEL=POLICY")
+    ap.add_argument("--policy", nargs="+", default=["shipped=default"], metavar="LABEL=POLICY [key=value ...]")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--add-logs", nargs="*", default=[], metavar="RUN.jsonl")
     ap.add_argument("--json", default=str(RESULTS / "demo_transcripts.json"))
@@ -73,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [p.split("=", 1) if "=" in p else (p, p) for p in args.policy]
     runs: dict[str, list[str]] = {}
     for label, policy in pairs:
+        policy, *overrides = policy.split()
         agent = StreamingAgent.from_pretrained(config=load_config(None, [f"policy.policy={policy}",
-                                                                         "policy.temperature=0"]))
+                                                                         "policy.temperature=0", *overrides]))
         runs[label] = []
         for t in tqdm(data["transcripts"], desc=f"demo transcripts {label}", file=sys.stderr):
             chunks = [TimedChunk.from_dict(c) for c in t["chunks"]]
