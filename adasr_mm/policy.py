@@ -8,6 +8,7 @@ needs per-token log-probs, ``env_mask`` and phase labels of the very same sequen
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Generator
@@ -158,9 +159,6 @@ class StreamingPolicy:
         self._masks["answer"][[p.eot, p.skip, p.think_close]] = True
         self._masks = {k: v.to(self.device) for k, v in self._masks.items()}
         self._sessions = 0
-        # tokens that are an "=" (with or without a leading space marker): the calculator looks only after these
-        self._equals = frozenset(i for t, i in tokenizer.get_vocab().items()
-                                 if tokenizer.convert_tokens_to_string([t]).strip() == "=")
 
     # -- loading ---------------------------------------------------------------------------------------------
     @classmethod
@@ -333,6 +331,13 @@ class StreamingPolicy:
             st.responding = False
             if st.runner is not None:
                 st.runner.settled(st)
+
+    @functools.cached_property
+    def _equals(self) -> frozenset[int]:
+        """Tokens that are an "=" (with or without a leading space marker): the calculator looks only after these
+        (found once, on first use: a scan of the vocabulary)."""
+        tok = self.tokenizer
+        return frozenset(i for t, i in tok.get_vocab().items() if tok.convert_tokens_to_string([t]).strip() == "=")
 
     def tool_ids(self, st: PolicyState, out: list[int], phase: str, room: int) -> list[int]:
         """The calculator's result after a response ``out`` that just wrote "<expression> =" (written into ``st``

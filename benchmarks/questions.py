@@ -77,8 +77,9 @@ def table(questions: list[dict], runs: dict[str, list[dict]], transcripts: dict[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--policy", nargs="+", default=["shipped=default"], metavar="LABEL=POLICY",
-                    help="policies to compare: default (shipped), base (untrained), a dir or hub id")
+    ap.add_argument("--policy", nargs="+", default=["shipped=default"], metavar="LABEL=POLICY [key=value ...]",
+                    help="policies to compare: default (shipped), base (untrained), a dir or hub id; config "
+                         "overrides may follow: 'alone=default policy.calculator=false'")
     ap.add_argument("--config", default=None,
                     help="YAML config (ASR model, caps; threads: asr.cpu_threads / pipeline.torch_threads, split "
                          "between Whisper and torch as adasr-mm run does)")
@@ -104,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted({q["file"] for q in questions})
     runs: dict[str, list[dict]] = {}
     chunks: dict[str, list] = {}
-    for label, policy in pairs:
-        cfg = load_config(args.config, [f"policy.policy={policy}", "policy.temperature=0"])
+    for label, spec in pairs:
+        policy, *overrides = spec.split()  # "default policy.calculator=false": a policy and its config overrides
+        cfg = load_config(args.config, [f"policy.policy={policy}", "policy.temperature=0", *overrides])
         agent = StreamingAgent.from_pretrained(config=cfg)
         if not chunks:
             chunks = transcribe(agent, kit, files)
