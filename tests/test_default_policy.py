@@ -55,7 +55,8 @@ def test_shipped_adapter_keeps_its_recorded_held_out_accuracy(recorded: str):
     meta = rec["meta"]
     caps = dict(zip(("max_thought_tokens", "max_deep_tokens", "max_answer_tokens"), meta["caps"], strict=True))
     cfg = load_train_config(None, [f"train.data={meta['data']}", f"train.modality={meta['modality']}",
-                                   *(f"rl.{k}={v}" for k, v in caps.items())])
+                                   *(f"rl.{k}={v}" for k, v in caps.items()),
+                                   f"adapters.policy.calculator={meta['calculator']}"])
     samples = load_run_samples(cfg, "test", N_CHECK)
     if meta.get("asr_style"):
         samples = [asr_style_sample(s, s.chunks, meta["asr_style_seed"], meta["asr_style"]) for s in samples]
