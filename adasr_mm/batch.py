@@ -78,6 +78,7 @@ class _Decode:
     stops: tuple[int, ...]
     min_tokens: int = 0
     out: list[int] = field(default_factory=list)
+    tools: int = 0  # calculator tokens in ``out``
 
 
 class EngineRow:
@@ -139,9 +140,9 @@ class BatchRow(EngineRow):
                 p.write_env(st, [p.ids.eot], "stream")
             st.segments.append((seg_start, len(st.ids)))
             if gen.stop_id == p.ids.skip:
-                self.events.append(SkipEvent(index, t, self._now(), tokens=len(gen.ids), text=self._text(gen)))
+                self.events.append(SkipEvent(index, t, self._now(), tokens=gen.generated, text=self._text(gen)))
             else:
-                self.events.append(ThoughtEvent(index, self._text(gen), len(gen.ids), t, self._now(), capped))
+                self.events.append(ThoughtEvent(index, self._text(gen), gen.generated, t, self._now(), capped))
         t_end = self._now()
         end_ids = p.protocol.end_ids(self.question)
         p.write_env(st, end_ids, "deep")
@@ -151,7 +152,7 @@ class BatchRow(EngineRow):
         closed = gen.stop_id == p.ids.think_close
         if not closed:
             p.write_env(st, [p.ids.think_close], "deep")
-        self.events.append(DeepEvent(self._text(gen), len(gen.ids), t_end, t_end, t_end, self._now(),
+        self.events.append(DeepEvent(self._text(gen), gen.generated, t_end, t_end, t_end, self._now(),
                                      len(end_ids), closed))
         gen = yield _Decode("answer", cfg.max_answer_tokens, p.ids.eos)
         t_first = self._now()
@@ -160,7 +161,7 @@ class BatchRow(EngineRow):
         text = self._text(gen)
         answer = extract_answer(text)
         t_done = self._now()
-        self.events.append(AnswerEvent(text, answer, len(gen.ids), t_first, t_done, t_first - t_end, t_done - t_end))
+        self.events.append(AnswerEvent(text, answer, gen.generated, t_first, t_done, t_first - t_end, t_done - t_end))
         self.result = session_result(p, self.question, "stream", "batched", len(self.chunks), self.events,
                                      [0.0] * len(self.chunks), st, answer,
                                      (t_end, t_first - t_end, t_done - t_end), t_done, {})
@@ -174,11 +175,13 @@ class BatchRow(EngineRow):
         p._append(st, [tok], 1, req.phase, [lp])
         req.out.append(tok)
         if tok not in req.stops:
-            req.out.extend(p.tool_ids(st, req.out, req.phase, req.max_tokens - len(req.out)))
+            tool = p.tool_ids(st, req.out, req.phase, req.max_tokens - len(req.out))
+            req.out.extend(tool)
+            req.tools += len(tool)
         if tok in req.stops:
-            self._advance(Generation(req.out, "stop", tok))
+            self._advance(Generation(req.out, "stop", tok, req.tools))
         elif len(req.out) >= req.max_tokens:
-            self._advance(Generation(req.out, "cap"))
+            self._advance(Generation(req.out, "cap", None, req.tools))
 
     def _advance(self, gen: Generation) -> None:
         try:

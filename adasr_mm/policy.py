@@ -74,6 +74,12 @@ class Generation:
     ids: list[int]
     stop_reason: str
     stop_id: int | None = None
+    tools: int = 0  # of ``ids``: calculator results (environment tokens)
+
+    @property
+    def generated(self) -> int:
+        """Tokens the policy itself wrote (what events and the summary count)."""
+        return len(self.ids) - self.tools
 
 
 class TokenGuide(_Protocol):
@@ -311,6 +317,7 @@ class StreamingPolicy:
         (``StopIteration.value``) is the :class:`Generation`.
         """
         out: list[int] = []
+        tools = 0
         self._make_room(st, max_tokens + 1)
         st.responding = True
         try:
@@ -322,11 +329,12 @@ class StreamingPolicy:
                 out.append(tok)
                 yield tok
                 if tok in stop_ids:
-                    return Generation(out, "stop", tok)
+                    return Generation(out, "stop", tok, tools)
                 tool = self.tool_ids(st, out, phase, max_tokens - len(out))
                 out.extend(tool)
+                tools += len(tool)
                 yield from tool
-            return Generation(out, "cap")
+            return Generation(out, "cap", None, tools)
         finally:  # done, capped, or cut by the caller (generator closed): no model call follows right away
             st.responding = False
             if st.runner is not None:

@@ -186,6 +186,7 @@ class Session:
                 interrupt: Interrupt | None = None) -> Iterator[Event]:
         it = self.policy.iter_generate(self.state, phase, max_tokens, stops, min_tokens)
         ids: list[int] = []
+        tools = 0
         shown = ""
         self._cut = None
         t_prev = None
@@ -196,9 +197,11 @@ class Session:
                 self._last_gen: Generation = done.value
                 return
             t_now = time.perf_counter()
-            # the first token of a phase reuses the read's logits, a calculator result (env) comes with its "=":
-            # neither is a decode step
-            if t_prev is not None and self.state.env_mask[-1]:
+            tool = not self.state.env_mask[-1]  # a calculator result's token: all of it is in the state already
+            tools += tool
+            # the first token of a phase reuses the read's logits, a calculator result comes with its "=": neither
+            # is a decode step
+            if t_prev is not None and not tool:
                 dt = t_now - t_prev
                 self._step_s = dt if self._step_s is None else 0.8 * self._step_s + 0.2 * dt
             t_prev = t_now
@@ -210,12 +213,12 @@ class Session:
                 if len(text) > len(shown) and text.startswith(shown):
                     yield DeltaEvent(phase=phase, index=index, text=text[len(shown):], t=self.clock.now())
                     shown = text
-            if interrupt is not None and tok not in stops:
+            if interrupt is not None and tok not in stops and not tool:  # never cut inside a result
                 why = interrupt()
                 if why:
                     it.close()
                     self._cut = why
-                    self._last_gen = Generation(ids, "cap")
+                    self._last_gen = Generation(ids, "cap", None, tools)
                     return
 
     def _push(self, chunks: list[TimedChunk], times: list[float | None], cap: int | None,
@@ -258,10 +261,10 @@ class Session:
         st.segments.append((seg_start, len(st.ids)))
         body = gen.ids[:-1] if gen.stop_reason == "stop" else gen.ids
         if gen.stop_id == p.ids.skip:
-            yield SkipEvent(index, t0, self.clock.now(), tokens=len(gen.ids), text=p.text(body), group=group)
+            yield SkipEvent(index, t0, self.clock.now(), tokens=gen.generated, text=p.text(body), group=group)
         else:
             reason = cut or ("cap" if capped else "stop")
-            yield ThoughtEvent(index, p.text(body), len(gen.ids), t0, self.clock.now(), capped=capped,
+            yield ThoughtEvent(index, p.text(body), gen.generated, t0, self.clock.now(), capped=capped,
                                reason=reason, cap=max_tokens, group=group)
 
     # -- end of stream ---------------------------------------------------------------------------------------
@@ -371,7 +374,7 @@ class Session:
             p.write_env(st, [p.ids.think_close], "deep")
         body = gen.ids[:-1] if gen.stop_reason == "stop" else gen.ids
         t_deep = self.clock.now()
-        yield DeepEvent(p.text(body), len(gen.ids), t_end_stream, t_start, t_pre, t_deep, n_pre, closed)
+        yield DeepEvent(p.text(body), gen.generated, t_end_stream, t_start, t_pre, t_deep, n_pre, closed)
         first: list[float] = []
         yield from self._decode("answer", None, cfg.max_answer_tokens, p.ids.eos, first_token_at=first)
         ans = self._last_gen
@@ -382,7 +385,7 @@ class Session:
         text = p.text(ans.ids[:-1] if ans.stop_reason == "stop" else ans.ids)
         answer = extract_answer(text)
         delay, delay_last = t_first - t_end_stream, t_done - t_end_stream
-        yield AnswerEvent(text, answer, len(ans.ids), t_first, t_done, delay, delay_last)
+        yield AnswerEvent(text, answer, ans.generated, t_first, t_done, delay, delay_last)
         timing = {"end_known_s": t_known - t_end_stream, "drain_s": t_pre - t_known, "deep_s": t_deep - t_pre,
                   "answer_first_s": t_first - t_deep, "deep_cut": deep_cut, "caught_up": self._caught_up,
                   "cut_thoughts": self._cut_thoughts}

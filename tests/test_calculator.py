@@ -85,6 +85,7 @@ def test_result_is_written_as_environment_tokens(make_tiny_policy):
     assert st.tool_tokens == len(CHUNKS) * len(result)
     plan = len(policy.tokenizer.encode("12 + 30 =", add_special_tokens=False)) + 1
     assert res.summary.stream_tokens == len(CHUNKS) * plan  # generated tokens: the policy's own only
+    assert [e.tokens for e in res.events if e.type == "thought"] == [plan] * len(CHUNKS)
 
     policy.config.calculator = False
     off = _session(policy)
