@@ -140,9 +140,11 @@ class BatchRow(EngineRow):
                 p.write_env(st, [p.ids.eot], "stream")
             st.segments.append((seg_start, len(st.ids)))
             if gen.stop_id == p.ids.skip:
-                self.events.append(SkipEvent(index, t, self._now(), tokens=gen.generated, text=self._text(gen)))
+                self.events.append(SkipEvent(index, t, self._now(), tokens=gen.generated, text=self._text(gen),
+                                             tool_tokens=gen.tools))
             else:
-                self.events.append(ThoughtEvent(index, self._text(gen), gen.generated, t, self._now(), capped))
+                self.events.append(ThoughtEvent(index, self._text(gen), gen.generated, t, self._now(), capped,
+                                                tool_tokens=gen.tools))
         t_end = self._now()
         end_ids = p.protocol.end_ids(self.question)
         p.write_env(st, end_ids, "deep")
@@ -153,7 +155,7 @@ class BatchRow(EngineRow):
         if not closed:
             p.write_env(st, [p.ids.think_close], "deep")
         self.events.append(DeepEvent(self._text(gen), gen.generated, t_end, t_end, t_end, self._now(),
-                                     len(end_ids), closed))
+                                     len(end_ids), closed, gen.tools))
         gen = yield _Decode("answer", cfg.max_answer_tokens, p.ids.eos)
         t_first = self._now()
         if gen.stop_reason == "cap":
@@ -161,7 +163,8 @@ class BatchRow(EngineRow):
         text = self._text(gen)
         answer = extract_answer(text)
         t_done = self._now()
-        self.events.append(AnswerEvent(text, answer, gen.generated, t_first, t_done, t_first - t_end, t_done - t_end))
+        self.events.append(AnswerEvent(text, answer, gen.generated, t_first, t_done, t_first - t_end, t_done - t_end,
+                                       gen.tools))
         self.result = session_result(p, self.question, "stream", "batched", len(self.chunks), self.events,
                                      [0.0] * len(self.chunks), st, answer,
                                      (t_end, t_first - t_end, t_done - t_end), t_done, {})

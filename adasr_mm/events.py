@@ -74,6 +74,7 @@ class ThoughtEvent(Event):
     reason: str = "stop"
     cap: int = 0
     group: int = 1
+    tool_tokens: int = 0  # calculator results inside the thought (not in ``tokens``; the cap counts both)
 
 
 @dataclass
@@ -88,6 +89,7 @@ class SkipEvent(Event):
     forced: bool = False
     text: str = ""
     group: int = 1
+    tool_tokens: int = 0
 
 
 @dataclass
@@ -114,6 +116,7 @@ class DeepEvent(Event):
     t_end: float
     prefill_tokens: int
     closed: bool = True
+    tool_tokens: int = 0
 
 
 @dataclass
@@ -128,6 +131,7 @@ class AnswerEvent(Event):
     t_end: float
     delay_s: float
     delay_last_s: float
+    tool_tokens: int = 0
 
 
 @dataclass

@@ -261,11 +261,12 @@ class Session:
         st.segments.append((seg_start, len(st.ids)))
         body = gen.ids[:-1] if gen.stop_reason == "stop" else gen.ids
         if gen.stop_id == p.ids.skip:
-            yield SkipEvent(index, t0, self.clock.now(), tokens=gen.generated, text=p.text(body), group=group)
+            yield SkipEvent(index, t0, self.clock.now(), tokens=gen.generated, text=p.text(body), group=group,
+                            tool_tokens=gen.tools)
         else:
             reason = cut or ("cap" if capped else "stop")
             yield ThoughtEvent(index, p.text(body), gen.generated, t0, self.clock.now(), capped=capped,
-                               reason=reason, cap=max_tokens, group=group)
+                               reason=reason, cap=max_tokens, group=group, tool_tokens=gen.tools)
 
     # -- end of stream ---------------------------------------------------------------------------------------
     def finish(self, stream_end: float | None = None, extra: dict | None = None) -> SessionResult:
@@ -374,7 +375,7 @@ class Session:
             p.write_env(st, [p.ids.think_close], "deep")
         body = gen.ids[:-1] if gen.stop_reason == "stop" else gen.ids
         t_deep = self.clock.now()
-        yield DeepEvent(p.text(body), gen.generated, t_end_stream, t_start, t_pre, t_deep, n_pre, closed)
+        yield DeepEvent(p.text(body), gen.generated, t_end_stream, t_start, t_pre, t_deep, n_pre, closed, gen.tools)
         first: list[float] = []
         yield from self._decode("answer", None, cfg.max_answer_tokens, p.ids.eos, first_token_at=first)
         ans = self._last_gen
@@ -385,7 +386,7 @@ class Session:
         text = p.text(ans.ids[:-1] if ans.stop_reason == "stop" else ans.ids)
         answer = extract_answer(text)
         delay, delay_last = t_first - t_end_stream, t_done - t_end_stream
-        yield AnswerEvent(text, answer, ans.generated, t_first, t_done, delay, delay_last)
+        yield AnswerEvent(text, answer, ans.generated, t_first, t_done, delay, delay_last, ans.tools)
         timing = {"end_known_s": t_known - t_end_stream, "drain_s": t_pre - t_known, "deep_s": t_deep - t_pre,
                   "answer_first_s": t_first - t_deep, "deep_cut": deep_cut, "caught_up": self._caught_up,
                   "cut_thoughts": self._cut_thoughts}

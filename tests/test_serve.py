@@ -69,7 +69,8 @@ def _batch1_replay(policy, question: str, events: list[dict]) -> dict[str, list[
     for r in (e for e in events if e["type"] in ("adasr.thought.done", "adasr.skip")):
         group = chunks[r["index"] - r["group"] + 1: r["index"] + 1]
         forced = r.get("forced", False)  # the lag guard's skip: replayed with a lag over the budget
-        for ev in s.push_group(group, [-100.0] * len(group) if forced else None, cap=r["tokens"]):
+        cap = r["tokens"] + r["tool_tokens"]  # a thought's cap counts the calculator's tokens too
+        for ev in s.push_group(group, [-100.0] * len(group) if forced else None, cap=cap):
             if ev.type in ("thought", "skip"):
                 out["thoughts"].append(ev.text)
         last = r["index"]
