@@ -22,14 +22,7 @@ _TERM = re.compile(rf"({_NUM})|({_OP})")
 _MAX_DIGITS = 15  # beyond this a result is not a number a word problem writes
 
 
-def _apply(op: str, a: Fraction, b: Fraction) -> Fraction:
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op in "*x×":
-        return a * b
-    return a / b  # ZeroDivisionError is the caller's
+_CANON = {"x": "*", "×": "*", "÷": "/"}
 
 
 def evaluate(expr: str) -> Fraction:
@@ -38,22 +31,22 @@ def evaluate(expr: str) -> Fraction:
     if not terms or len(terms) % 2 == 0:
         raise ValueError(f"not an expression: {expr!r}")
     nums = [Fraction(t) for t in terms[0::2]]
-    ops = terms[1::2]
-    # products and quotients first, then sums, left to right
-    vals, pending = [nums[0]], []
+    ops = [_CANON.get(t, t) for t in terms[1::2]]
+    addends, signs = [nums[0]], []  # products and quotients first, then the sum left to right
     for op, n in zip(ops, nums[1:], strict=True):
-        if op in "*x×/÷":
-            try:
-                vals[-1] = _apply("/" if op in "/÷" else "*", vals[-1], n)
-            except ZeroDivisionError as e:
-                raise ValueError("division by zero") from e
+        if op == "*":
+            addends[-1] *= n
+        elif op == "/":
+            if n == 0:
+                raise ValueError("division by zero")
+            addends[-1] /= n
         else:
-            pending.append(op)
-            vals.append(n)
-    out = vals[0]
-    for op, v in zip(pending, vals[1:], strict=True):
-        out = _apply(op, out, v)
-    return out
+            signs.append(op)
+            addends.append(n)
+    total = addends[0]
+    for op, n in zip(signs, addends[1:], strict=True):
+        total = total + n if op == "+" else total - n
+    return total
 
 
 def format_number(x: Fraction) -> str:
